@@ -1,0 +1,61 @@
+# flowpic: `make` builds ./flowpic, `make test` runs every test, `make demo` the main job.
+# OPENMP=1 adds -fopenmp; CC=clang works too. CI adds WERROR=1.
+CC      ?= cc
+OPT     ?= -O2
+WARN    = -std=c99 -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion \
+          -Wstrict-prototypes -Wmissing-prototypes -Wcast-qual -Wundef -Wdouble-promotion -Wformat=2
+ifeq ($(WERROR),1)
+WARN   += -Werror
+endif
+ifeq ($(OPENMP),1)
+OMPFLAG = -fopenmp
+endif
+CFLAGS  ?=
+ALL_CFLAGS = $(WARN) $(OPT) $(OMPFLAG) $(CFLAGS)
+LDLIBS  = -lm
+HEADERS = flowpic.h pcap_lite.h
+TEST_SRC = tests/run_tests.c tests/test_pcap.c tests/test_flows.c tests/impl.c
+BUILD   = build
+
+.PHONY: all test test-unit test-fuzz-replay test-oracle demo bench fuzz clean
+
+all: flowpic
+
+flowpic: examples/flowpic.c $(HEADERS)
+	$(CC) $(ALL_CFLAGS) -o $@ examples/flowpic.c $(LDLIBS)
+
+$(BUILD)/run_tests: $(TEST_SRC) tests/harness.h tests/capbuild.h $(HEADERS)
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CFLAGS) -I. -o $@ $(TEST_SRC) $(LDLIBS)
+
+$(BUILD)/fuzz_replay: tests/fuzz/fuzz_pcap.c tests/fuzz/replay.c $(HEADERS)
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/fuzz/fuzz_pcap.c tests/fuzz/replay.c $(LDLIBS)
+
+test: test-unit test-fuzz-replay test-oracle
+
+test-unit: $(BUILD)/run_tests flowpic
+	$(BUILD)/run_tests
+
+test-fuzz-replay: $(BUILD)/fuzz_replay
+	$(BUILD)/fuzz_replay tests/fuzz/corpus/pcap
+
+test-oracle: flowpic
+	sh tests/oracle_tshark.sh
+
+# libFuzzer (clang): make fuzz FUZZ_SECONDS=600
+FUZZ_SECONDS ?= 60
+fuzz:
+	@mkdir -p $(BUILD)/fuzz-corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -o $(BUILD)/fuzz_pcap tests/fuzz/fuzz_pcap.c
+	$(BUILD)/fuzz_pcap -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    $(BUILD)/fuzz-corpus tests/fuzz/corpus/pcap
+
+demo: flowpic
+	sh examples/demo.sh
+
+bench: flowpic
+	sh tests/bench.sh
+
+clean:
+	rm -rf $(BUILD) flowpic
