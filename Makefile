@@ -14,10 +14,12 @@ CFLAGS  ?=
 ALL_CFLAGS = $(WARN) $(OPT) $(OMPFLAG) $(CFLAGS)
 LDLIBS  = -lm
 HEADERS = flowpic.h pcap_lite.h
-TEST_SRC = tests/run_tests.c tests/test_pcap.c tests/test_flows.c tests/impl.c
+TEST_SRC = tests/run_tests.c tests/test_pcap.c tests/test_flows.c tests/capbuild.c tests/impl.c
+FUZZ_SRC = tests/fuzz/fuzz_pcap.c tests/fuzz/replay.c
+SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
 BUILD   = build
 
-.PHONY: all test test-unit test-fuzz-replay test-oracle demo bench fuzz clean
+.PHONY: all test test-unit test-fuzz-replay test-oracle test-sanitize demo bench fuzz clean
 
 all: flowpic
 
@@ -28,9 +30,17 @@ $(BUILD)/run_tests: $(TEST_SRC) tests/harness.h tests/capbuild.h $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ $(TEST_SRC) $(LDLIBS)
 
-$(BUILD)/fuzz_replay: tests/fuzz/fuzz_pcap.c tests/fuzz/replay.c $(HEADERS)
+$(BUILD)/fuzz_replay: $(FUZZ_SRC) $(HEADERS)
 	@mkdir -p $(BUILD)
-	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/fuzz/fuzz_pcap.c tests/fuzz/replay.c $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -I. -o $@ $(FUZZ_SRC) $(LDLIBS)
+
+# The unit tests and the fuzz corpus under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-sanitize: $(TEST_SRC) $(FUZZ_SRC) $(HEADERS)
+	@mkdir -p $(BUILD)
+	$(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/run_tests_san $(TEST_SRC) $(LDLIBS)
+	$(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/fuzz_replay_san $(FUZZ_SRC) $(LDLIBS)
+	$(BUILD)/run_tests_san
+	$(BUILD)/fuzz_replay_san tests/fuzz/corpus/pcap
 
 test: test-unit test-fuzz-replay test-oracle
 
@@ -45,11 +55,13 @@ test-oracle: flowpic
 
 # libFuzzer (clang): make fuzz FUZZ_SECONDS=600
 FUZZ_SECONDS ?= 60
+# New inputs go to build/fuzz-corpus; crashes to build/ (copy them into tests/fuzz/corpus/pcap
+# so that `make test` replays them). Seeds: the committed corpus and the shared captures.
 fuzz:
 	@mkdir -p $(BUILD)/fuzz-corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -o $(BUILD)/fuzz_pcap tests/fuzz/fuzz_pcap.c
-	$(BUILD)/fuzz_pcap -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
-	    $(BUILD)/fuzz-corpus tests/fuzz/corpus/pcap
+	$(BUILD)/fuzz_pcap -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -artifact_prefix=$(BUILD)/ \
+	    $(BUILD)/fuzz-corpus tests/fuzz/corpus/pcap $(wildcard ../shared/data/parser-edge)
 
 demo: flowpic
 	sh examples/demo.sh

@@ -1,0 +1,394 @@
+#!/bin/sh
+# tests/bench.sh - `make bench`: read throughput of `flowpic info` against the libpcap anchor.
+#
+# Measures, in ONE run, on the SAME generated capture, with a WARM page cache:
+#   flowpic info FILE                          (reads every record, decodes it to its 5-tuple, prints a summary)
+#   libpcap_ingest --count-only -q FILE        (shared/bench anchor: libpcap's pcap_next_ex loop alone, the floor)
+# and prints one line per figure:  name value unit anchor_value ratio
+#   ratio = flowpic / anchor  (throughput: > 1 means flowpic is faster; peak RSS: > 1 means flowpic uses more)
+#
+# Environment (all optional; see docs/BENCH.md):
+#   BENCH_SIZE=1G           size of the generated capture (K/M/G = 1024^n), e.g. 256M for a quick run
+#   BENCH_DIR=/tmp/flowpic-bench   where the capture, its .ref, the anchor binary and results go
+#   BENCH_RUNS=5            timed runs per command (plus 1 warm-up)
+#   BENCH_REQUIRE=0         1: a missing prerequisite (python3/numpy) is an error, not a skip
+#   BENCH_TIMER=auto        auto (hyperfine if installed), hyperfine, or loop (date +%s%N fallback)
+#   BENCH_PYTHON=/usr/bin/python3  the Python that runs gen_pcap.py (needs NumPy)
+#   SHARED=../shared        the shared directory (relative to the repository top, or absolute)
+#
+# Exit status: 0 measured (or skipped for a missing prerequisite), 1 on a correctness mismatch or error.
+# Portable POSIX sh (runs under dash); needs awk, sort, stat or wc. Optional: hyperfine, /usr/bin/time, cc + libpcap.
+
+set -u
+
+# ---------------------------------------------------------------- helpers
+
+note() { printf '# %s\n' "$*"; }
+warn() { printf 'bench: warning: %s\n' "$*" >&2; }
+die()  { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+
+# skip REASON...: a prerequisite is missing. Not a failure of flowpic, so exit 0
+# (CI without the tools stays green), unless BENCH_REQUIRE=1 asks for the real thing.
+skip() {
+    for line in "$@"; do printf '# %s\n' "$line"; done
+    if [ "$BENCH_REQUIRE" = 1 ]; then
+        echo "bench: FAILED (BENCH_REQUIRE=1 and a prerequisite is missing)" >&2
+        exit 1
+    fi
+    echo "SKIPPED bench: prerequisite missing (set BENCH_REQUIRE=1 to make this an error)"
+    exit 0
+}
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# file_size FILE: bytes (GNU stat, BSD stat, then wc -c, which is POSIX).
+file_size() {
+    stat -c %s "$1" 2>/dev/null || stat -f %z "$1" 2>/dev/null || wc -c < "$1" | tr -d ' '
+}
+
+# kv_get FILE KEY: the value after "KEY" on the first line starting with it.
+# Handles both `packets_total 123` (anchor) and `packets:         123` (flowpic info).
+kv_get() {
+    awk -v k="$2" '
+        { key = $1; sub(/:$/, "", key) }
+        key == k { print $2; exit }' "$1"
+}
+
+# median_min FILE: FILE holds one number per line; prints "median min max".
+median_min() {
+    sort -g "$1" | awk '
+        { v[NR] = $1 }
+        END {
+            if (NR == 0) exit 1
+            m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            printf "%.6f %.6f %.6f\n", m, v[1], v[NR]
+        }'
+}
+
+# summary NAME VALUE UNIT ANCHOR_VALUE: the machine-readable line; ratio = VALUE / ANCHOR_VALUE,
+# "-" when the anchor value is missing. VALUE/ANCHOR_VALUE are printed with the given precision.
+summary() {
+    awk -v n="$1" -v v="$2" -v u="$3" -v a="$4" -v p="${5:-1}" 'BEGIN {
+        fmt = "%." p "f"
+        vs = sprintf(fmt, v)
+        if (a == "-" || a == "" || a + 0 == 0) { as = "-"; r = "-" }
+        else { as = sprintf(fmt, a); r = sprintf("%.2f", v / a) }
+        printf "%s %s %s %s %s\n", n, vs, u, as, r
+    }' >> "$SUMMARY"
+}
+
+# Figure conversions; "-" (no measurement) passes through.
+# mbps SECONDS: 10^6 bytes of file size per second.  pps SECONDS: packets per second.
+# kib2mb KIB: GNU time's %M (KiB) in MB of 10^6 bytes, the same MB as in MB/s.
+mbps() {
+    if [ "$1" = - ]; then echo -; else awk -v b="$BYTES" -v t="$1" 'BEGIN { printf "%.6f", b / 1e6 / t }'; fi
+}
+pps() {
+    if [ "$1" = - ]; then echo -; else awk -v p="$PACKETS" -v t="$1" 'BEGIN { printf "%.6f", p / t }'; fi
+}
+kib2mb() {
+    if [ -z "$1" ]; then echo -; else awk -v k="$1" 'BEGIN { printf "%.6f", k * 1024 / 1e6 }'; fi
+}
+
+# ---------------------------------------------------------------- configuration
+
+# Work from the repository top whatever the caller's cwd, so ./flowpic and SHARED resolve.
+TOP=$(cd "$(dirname "$0")/.." && pwd -P) || die "cannot find the repository top"
+cd "$TOP" || die "cannot cd to $TOP"
+
+BENCH_SIZE=${BENCH_SIZE:-1G}
+BENCH_DIR=${BENCH_DIR:-/tmp/flowpic-bench}
+BENCH_RUNS=${BENCH_RUNS:-5}
+BENCH_REQUIRE=${BENCH_REQUIRE:-0}
+BENCH_TIMER=${BENCH_TIMER:-auto}
+SHARED=${SHARED:-../shared}
+# Debian's Python has NumPy (python3-numpy); the pyenv `python3` first on PATH does not.
+PY=${BENCH_PYTHON:-/usr/bin/python3}
+FLOWPIC=./flowpic
+
+case $BENCH_SIZE in
+    *[!0-9KMGkmg]* | '' | [KMGkmg]*) die "BENCH_SIZE='$BENCH_SIZE': want a number with an optional K/M/G suffix, e.g. 256M" ;;
+esac
+case $BENCH_TIMER in
+    auto | hyperfine | loop) ;;
+    *) die "BENCH_TIMER='$BENCH_TIMER': want auto, hyperfine or loop" ;;
+esac
+case $BENCH_RUNS in
+    *[!0-9]* | '' | 0) die "BENCH_RUNS='$BENCH_RUNS': want a positive integer" ;;
+esac
+
+SHARED_DIR=$(cd "$SHARED" 2>/dev/null && pwd -P) || die "SHARED=$SHARED: no such directory (relative to $TOP)"
+ANCHOR_SRC=$SHARED_DIR/bench/libpcap_ingest.c
+GEN=$SHARED_DIR/bench/gen_pcap.py
+
+# hyperfine -N splits its command lines on spaces itself, so the paths must not contain any.
+case $BENCH_DIR in *' '*) die "BENCH_DIR must not contain spaces: '$BENCH_DIR'" ;; esac
+# Gigabyte captures never go into the repository or the shared tree. The check has to happen
+# BEFORE mkdir, on the physical path: resolve the longest existing ancestor (symlinks, ..) and
+# refuse a not-yet-existing remainder with a .. in it.
+resolve_new_dir() {
+    p=$1 rest=
+    case $p in /*) ;; *) p=$TOP/$p ;; esac      # relative = relative to the repository top
+    while [ ! -d "$p" ]; do
+        rest=/${p##*/}$rest
+        p=${p%/*}
+        [ -n "$p" ] || p=/
+    done
+    case $rest/ in */../* | */./*) die "BENCH_DIR=$1: give a path without . or .. components" ;; esac
+    p=$(cd "$p" && pwd -P)
+    case $p$rest in
+        //*) printf '%s\n' "$rest" ;;      # ancestor is / itself: avoid a leading //
+        *)   printf '%s%s\n' "$p" "$rest" ;;
+    esac
+}
+BENCH_DIR=$(resolve_new_dir "$BENCH_DIR") || exit 1
+case $BENCH_DIR/ in
+    "$TOP"/* | "$SHARED_DIR"/*) die "BENCH_DIR=$BENCH_DIR is inside the repository or shared/; use /tmp" ;;
+esac
+mkdir -p "$BENCH_DIR" || die "cannot create BENCH_DIR=$BENCH_DIR"
+
+SIZE_TAG=$(printf '%s' "$BENCH_SIZE" | tr 'kmg' 'KMG')
+PCAP=$BENCH_DIR/big-$SIZE_TAG.pcap
+REF=$BENCH_DIR/big-$SIZE_TAG.ref
+GENSTATS=$BENCH_DIR/big-$SIZE_TAG.gen     # gen_pcap's stdout: packet counts per protocol
+ANCHOR=$BENCH_DIR/libpcap_ingest
+OUT=$BENCH_DIR/results-$SIZE_TAG          # per-run scratch: outputs, timings, hyperfine exports
+SUMMARY=$OUT/summary.txt
+mkdir -p "$OUT" || die "cannot create $OUT"
+: > "$SUMMARY"
+
+[ -x "$FLOWPIC" ] || die "$TOP/flowpic not built: run 'make flowpic' (or 'make bench')"
+
+# ---------------------------------------------------------------- steps
+
+# The capture is generated once and reused (gen_pcap is deterministic: same size+seed, same bytes).
+# Written under a temporary name and renamed, so an interrupted run never leaves a truncated capture.
+ensure_capture() {
+    if [ -s "$PCAP" ]; then
+        note "reusing $PCAP (delete it to regenerate)"
+        return
+    fi
+    [ -r "$GEN" ] || die "generator not found: $GEN (set SHARED=...)"
+    if [ ! -x "$PY" ]; then
+        skip "$PY not found: it generates the test capture (gen_pcap.py needs Debian's Python + NumPy)." \
+             "install: apt-get install python3 python3-numpy"
+    fi
+    if ! "$PY" -c 'import numpy' 2>/dev/null; then
+        skip "$PY has no NumPy: gen_pcap.py needs it to generate the test capture." \
+             "install: apt-get install python3-numpy"
+    fi
+    note "generating $PCAP ($BENCH_SIZE, seed 1; about 10 s and 1.7 GB RAM per GB)..."
+    tmp=$PCAP.tmp.$$
+    if ! "$PY" "$GEN" --size "$BENCH_SIZE" --seed 1 -o "$tmp" --ref "$tmp.ref" > "$tmp.gen" 2>&1; then
+        cat "$tmp.gen" >&2
+        rm -f "$tmp" "$tmp.ref" "$tmp.gen"
+        die "gen_pcap.py failed (output above)"
+    fi
+    if ! mv "$tmp.gen" "$GENSTATS" || ! mv "$tmp.ref" "$REF" || ! mv "$tmp" "$PCAP"; then
+        die "cannot move the capture into place"
+    fi
+}
+
+# Build the anchor every run: it takes a second, and a stale binary would measure the wrong thing.
+# No compiler or no libpcap-dev: flowpic's absolute figures are still worth reporting.
+build_anchor() {
+    HAVE_ANCHOR=0
+    if [ ! -r "$ANCHOR_SRC" ]; then
+        note "anchor source not found ($ANCHOR_SRC): anchor figures skipped, ratio '-'"
+        return
+    fi
+    if ! have cc; then
+        note "no 'cc': cannot build the libpcap anchor; anchor figures skipped, ratio '-'"
+        return
+    fi
+    if cc -O2 -o "$ANCHOR" "$ANCHOR_SRC" -lpcap 2> "$OUT/anchor-build.txt"; then
+        HAVE_ANCHOR=1
+    else
+        note "cannot build the libpcap anchor (libpcap-dev missing? install: apt-get install libpcap-dev);"
+        note "anchor figures skipped, ratio '-'. Compiler said: $(head -n 1 "$OUT/anchor-build.txt")"
+    fi
+}
+
+# Correctness before speed: flowpic must see exactly the packets libpcap sees.
+# (With no anchor, the packet count from gen_pcap's NumPy --ref is the reference.)
+check_counts() {
+    "$FLOWPIC" info "$PCAP" > "$OUT/flowpic-info.txt" 2> "$OUT/flowpic-info.err"
+    rc=$?
+    if [ $rc -ne 0 ]; then
+        cat "$OUT/flowpic-info.err" >&2
+        die "'flowpic info $PCAP' exited with status $rc (output in $OUT/flowpic-info.txt)"
+    fi
+    FP_PACKETS=$(kv_get "$OUT/flowpic-info.txt" packets)
+    FP_CAPBYTES=$(awk '/^captured bytes:/ { print $3; exit }' "$OUT/flowpic-info.txt")
+    [ -n "$FP_PACKETS" ] || die "no 'packets:' line in the output of flowpic info ($OUT/flowpic-info.txt)"
+
+    if [ "$HAVE_ANCHOR" = 1 ]; then
+        "$ANCHOR" --count-only -q "$PCAP" > "$OUT/anchor-count.txt" || die "the anchor failed on $PCAP"
+        REF_PACKETS=$(kv_get "$OUT/anchor-count.txt" packets_total)
+        REF_CAPBYTES=$(kv_get "$OUT/anchor-count.txt" captured_bytes)
+        ref_name="libpcap --count-only"
+    elif [ -s "$REF" ]; then
+        REF_PACKETS=$(kv_get "$REF" packets_total)
+        REF_CAPBYTES=
+        ref_name="gen_pcap --ref"
+    else
+        REF_PACKETS=
+    fi
+    PACKETS=${REF_PACKETS:-$FP_PACKETS}
+
+    if [ -z "$REF_PACKETS" ]; then
+        note "correctness: no reference packet count (no anchor, no $REF); NOT checked"
+        return
+    fi
+    if [ "$FP_PACKETS" != "$REF_PACKETS" ]; then
+        echo "bench: FAIL: flowpic info reports $FP_PACKETS packets, $ref_name reports $REF_PACKETS" >&2
+        exit 1
+    fi
+    # Captured bytes too, when both print them: a cheap check that every record was read whole.
+    if [ -n "$REF_CAPBYTES" ] && [ -n "$FP_CAPBYTES" ] && [ "$FP_CAPBYTES" != "$REF_CAPBYTES" ]; then
+        echo "bench: FAIL: flowpic info reports $FP_CAPBYTES captured bytes, $ref_name reports $REF_CAPBYTES" >&2
+        exit 1
+    fi
+    note "correctness: flowpic info = $ref_name: $FP_PACKETS packets${FP_CAPBYTES:+, $FP_CAPBYTES captured bytes}"
+    check_decode
+}
+
+# The figure claims "decodes every packet", so check the decode too: gen_pcap prints how many
+# packets are IPv6 and UDP (every packet is IPv4/IPv6 + TCP/UDP), flowpic info must agree.
+check_decode() {
+    if [ ! -s "$GENSTATS" ]; then
+        note "decode check skipped: no $GENSTATS (it is written when this script generates the capture)"
+        return
+    fi
+    g6=$(awk '{ for (i = 1; i < NF; i++) if ($i == "ipv6_packets") { print $(i + 1); exit } }' "$GENSTATS")
+    gu=$(awk '{ for (i = 1; i < NF; i++) if ($i == "udp_packets") { print $(i + 1); exit } }' "$GENSTATS")
+    f6=$(kv_get "$OUT/flowpic-info.txt" ipv6)
+    fu=$(kv_get "$OUT/flowpic-info.txt" udp)
+    if [ -z "$g6" ] || [ -z "$gu" ] || [ -z "$f6" ] || [ -z "$fu" ]; then
+        note "decode check skipped: ipv6/udp counts not found in $GENSTATS or in the flowpic info output"
+        return
+    fi
+    if [ "$f6" != "$g6" ] || [ "$fu" != "$gu" ]; then
+        echo "bench: FAIL: flowpic info decodes ipv6 $f6 / udp $fu packets, gen_pcap wrote ipv6 $g6 / udp $gu" >&2
+        exit 1
+    fi
+    note "decode check: flowpic info = gen_pcap: $f6 IPv6 packets, $fu UDP packets"
+}
+
+# Timing with hyperfine: both commands in the SAME invocation (same file, same warm cache, same
+# machine state), -N so no shell start-up is counted, stdout to /dev/null (--output=null).
+# The CSV export gives median/min/max directly; the JSON keeps every run for later inspection.
+time_hyperfine() {
+    TIMER="hyperfine $(hyperfine --version | awk '{ print $2 }') -N, 1 warm-up + $BENCH_RUNS runs"
+    set -- --command-name flowpic_info "$FLOWPIC info $PCAP"
+    if [ "$HAVE_ANCHOR" = 1 ]; then
+        set -- "$@" --command-name anchor_count_only "$ANCHOR --count-only -q $PCAP"
+    fi
+    hyperfine -N --warmup 1 --runs "$BENCH_RUNS" --output=null --style basic \
+        --export-json "$OUT/hyperfine.json" --export-csv "$OUT/hyperfine.csv" "$@" \
+        > "$OUT/hyperfine.txt" 2>&1 || { cat "$OUT/hyperfine.txt" >&2; die "hyperfine failed"; }
+    # CSV: command,mean,stddev,median,user,system,min,max (seconds)
+    FP_T=$(awk -F, '$1 == "flowpic_info" { print $4, $7, $8, $5, $6 }' "$OUT/hyperfine.csv")
+    AN_T=$(awk -F, '$1 == "anchor_count_only" { print $4, $7, $8, $5, $6 }' "$OUT/hyperfine.csv")
+}
+
+# Fallback without hyperfine: date +%s%N around each run (GNU date; includes fork+exec of the
+# command, as hyperfine -N does). Runs alternate flowpic/anchor so drift hits both alike.
+time_loop() {
+    TIMER="date +%s%N loop, 1 warm-up + $BENCH_RUNS runs (hyperfine not installed)"
+    case $(date +%N) in *N*) die "no hyperfine and this date(1) has no %N: cannot time" ;; esac
+    : > "$OUT/loop-flowpic.txt"
+    : > "$OUT/loop-anchor.txt"
+    i=0
+    while [ $i -le "$BENCH_RUNS" ]; do
+        t0=$(date +%s%N); "$FLOWPIC" info "$PCAP" > /dev/null; t1=$(date +%s%N)
+        [ $i -gt 0 ] && echo "$(( t1 - t0 ))" | awk '{ printf "%.9f\n", $1 / 1e9 }' >> "$OUT/loop-flowpic.txt"
+        if [ "$HAVE_ANCHOR" = 1 ]; then
+            t0=$(date +%s%N); "$ANCHOR" --count-only -q "$PCAP" > /dev/null; t1=$(date +%s%N)
+            [ $i -gt 0 ] && echo "$(( t1 - t0 ))" | awk '{ printf "%.9f\n", $1 / 1e9 }' >> "$OUT/loop-anchor.txt"
+        fi
+        i=$(( i + 1 ))
+    done
+    FP_T="$(median_min "$OUT/loop-flowpic.txt") - -"
+    AN_T=
+    [ "$HAVE_ANCHOR" = 1 ] && AN_T="$(median_min "$OUT/loop-anchor.txt") - -"
+}
+
+# Peak RSS (GNU time %M = max resident set in KiB), one run each, outside the timed runs.
+measure_rss() {
+    FP_RSS=; AN_RSS=
+    if ! [ -x /usr/bin/time ] || ! /usr/bin/time -f %M -o "$OUT/rss-probe.txt" true 2>/dev/null; then
+        note "peak RSS skipped: needs GNU /usr/bin/time with -f (apt-get install time)"
+        return
+    fi
+    /usr/bin/time -f %M -o "$OUT/rss-flowpic.txt" "$FLOWPIC" info "$PCAP" > /dev/null
+    FP_RSS=$(tail -n 1 "$OUT/rss-flowpic.txt")
+    if [ "$HAVE_ANCHOR" = 1 ]; then
+        /usr/bin/time -f %M -o "$OUT/rss-anchor.txt" "$ANCHOR" --count-only -q "$PCAP" > /dev/null
+        AN_RSS=$(tail -n 1 "$OUT/rss-anchor.txt")
+    fi
+}
+
+# detail LABEL "median min max user sys": a human-readable line per command (seconds and MB/s).
+detail() {
+    printf '%s\n' "$2" | awk -v l="$1" -v b="$BYTES" -v p="$PACKETS" '{
+        line = sprintf("# %-22s median %.3f s (%.1f MB/s, %.0f packets/s)  min %.3f s (%.1f MB/s)  max %.3f s",
+                       l, $1, b / 1e6 / $1, p / $1, $2, b / 1e6 / $2, $3)
+        if ($4 != "-" && $4 != "") line = line sprintf("  user %.3f s  sys %.3f s (means)", $4, $5)
+        print line
+    }'
+}
+
+# ---------------------------------------------------------------- main
+
+echo "# flowpic bench: read throughput of './flowpic info' (read + decode every packet to its 5-tuple)"
+echo "#   against libpcap's read loop alone (shared/bench/libpcap_ingest.c --count-only), same file, same run, warm page cache"
+note "date $(date '+%Y-%m-%d %H:%M:%S %z'), host $(uname -srm), nproc $(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)"
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)
+[ -n "$cpu" ] && note "cpu: $cpu"
+[ -r /proc/loadavg ] && note "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) (other busy processes distort the figures)"
+note "flowpic: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- 2>/dev/null || echo ' + uncommitted changes'), $($FLOWPIC --version 2>/dev/null | head -n 1)"
+ensure_capture
+build_anchor
+BYTES=$(file_size "$PCAP")
+note "capture: $PCAP, $BYTES bytes (gen_pcap.py --size $BENCH_SIZE --seed 1)"
+
+check_counts
+note "packets: $PACKETS"
+
+# Warm the page cache so both readers get the file from memory, not from disk.
+cat "$PCAP" > /dev/null
+
+case $BENCH_TIMER in
+    auto) if have hyperfine; then time_hyperfine; else time_loop; fi ;;
+    hyperfine) have hyperfine || die "BENCH_TIMER=hyperfine but hyperfine is not installed (apt-get install hyperfine)"
+               time_hyperfine ;;
+    loop) time_loop ;;
+esac
+note "timing: $TIMER; MB = 10^6 bytes of file size; wall time includes process start"
+detail "flowpic info" "$FP_T"
+[ -n "$AN_T" ] && detail "anchor --count-only" "$AN_T"
+
+measure_rss
+
+# Figures from the median wall time.
+fp_med=${FP_T%% *}
+an_med=-
+[ -n "$AN_T" ] && an_med=${AN_T%% *}
+
+summary info_mbps "$(mbps "$fp_med")" MB/s "$(mbps "$an_med")" 1
+summary info_pps "$(pps "$fp_med")" packets/s "$(pps "$an_med")" 0
+if [ -n "$FP_RSS" ]; then
+    summary info_peak_rss "$(kib2mb "$FP_RSS")" MB "$(kib2mb "$AN_RSS")" 1
+fi
+
+# If flowpic is multi-threaded the anchor comparison is not like for like (the anchor is single-threaded).
+case $FP_T in
+    *' - -') ;;
+    *) printf '%s\n' "$FP_T" | awk '($4 + $5) > 1.2 * $1 {
+           print "# note: flowpic info used more CPU time than wall time: it runs on several cores (the anchor on one)" }' ;;
+esac
+
+echo "# summary: name value unit anchor_value ratio (ratio = flowpic / anchor; RSS: > 1 means flowpic uses more)"
+cat "$SUMMARY"
+note "details in $OUT"

@@ -1,0 +1,93 @@
+/* Runs every test of the table (or those whose name contains argv[1]).
+ * Last line: "N passed, N failed"; exit status 1 when any failed. */
+#include "harness.h"
+
+#include <stdlib.h>
+
+#define TEST_LIST(X)                                                                           \
+    X(pcap_classic_byte_orders_and_resolutions)                                                \
+    X(pcap_classic_fields)                                                                     \
+    X(pcapng_byte_orders)                                                                      \
+    X(pcapng_tsresol_and_tsoffset)                                                             \
+    X(pcapng_sections_and_interfaces)                                                          \
+    X(pcapng_simple_and_obsolete_blocks)                                                       \
+    X(pcapng_skips_other_blocks)                                                               \
+    X(sources_give_identical_packets)                                                          \
+    X(link_types)                                                                              \
+    X(vlan_stacking)                                                                           \
+    X(ipv4_options_and_fragments)                                                              \
+    X(ipv6_extension_headers)                                                                  \
+    X(ipv6_fragments)                                                                          \
+    X(other_protocols_and_truncation)                                                          \
+    X(ip_size_from_header)                                                                     \
+    X(address_text)                                                                            \
+    X(errors_file_header)                                                                      \
+    X(errors_pcap_records)                                                                     \
+    X(errors_pcapng_blocks)                                                                    \
+    X(errors_pcapng_options)                                                                   \
+    X(errors_pcapng_interfaces)                                                                \
+    X(errors_read_callback)                                                                    \
+    X(result_strings)                                                                          \
+    X(flowtable_unidirectional)                                                                \
+    X(flowtable_bidirectional)                                                                 \
+    X(flowtable_limit)
+
+#define DECLARE(name) void test_##name(void);
+TEST_LIST(DECLARE)
+#undef DECLARE
+
+typedef struct test_entry {
+    const char *name;
+    void (*fn)(void);
+} test_entry;
+
+static const test_entry tests[] = {
+#define ENTRY(name) {#name, test_##name},
+    TEST_LIST(ENTRY)
+#undef ENTRY
+};
+
+static int current_failed, current_skipped;
+static char values_buf[512];
+
+void harness_fail(const char *file, int line, const char *expr, const char *values)
+{
+    printf("  FAIL %s:%d: %s", file, line, expr);
+    if (values) printf("  (%s)", values);
+    printf("\n");
+    current_failed = 1;
+}
+
+void harness_skip(const char *why)
+{
+    printf("  skipped: %s\n", why);
+    current_skipped = 1;
+}
+
+char *harness_values_u(unsigned long long a, unsigned long long b)
+{
+    snprintf(values_buf, sizeof values_buf, "%llu vs %llu", a, b);
+    return values_buf;
+}
+
+char *harness_values_s(const char *a, const char *b)
+{
+    snprintf(values_buf, sizeof values_buf, "\"%s\" vs \"%s\"", a, b);
+    return values_buf;
+}
+
+int main(int argc, char **argv)
+{
+    size_t i;
+    int passed = 0, failed = 0;
+    for (i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        if (argc > 1 && !strstr(tests[i].name, argv[1])) continue;
+        current_failed = current_skipped = 0;
+        tests[i].fn();
+        printf("%s %s\n", current_failed ? "FAIL" : current_skipped ? "skip" : "ok  ", tests[i].name);
+        if (current_failed) failed++;
+        else passed++;
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
