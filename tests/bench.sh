@@ -24,7 +24,6 @@ set -u
 # ---------------------------------------------------------------- helpers
 
 note() { printf '# %s\n' "$*"; }
-warn() { printf 'bench: warning: %s\n' "$*" >&2; }
 die()  { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 
 # skip REASON...: a prerequisite is missing. Not a failure of flowpic, so exit 0
@@ -56,7 +55,7 @@ kv_get() {
 
 # median_min FILE: FILE holds one number per line; prints "median min max".
 median_min() {
-    sort -g "$1" | awk '
+    sort -n "$1" | awk '
         { v[NR] = $1 }
         END {
             if (NR == 0) exit 1
