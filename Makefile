@@ -14,7 +14,7 @@ CFLAGS  ?=
 ALL_CFLAGS = $(WARN) $(OPT) $(OMPFLAG) $(CFLAGS)
 LDLIBS  = -lm
 HEADERS = flowpic.h pcap_lite.h
-TEST_SRC = tests/run_tests.c tests/test_pcap.c tests/test_flows.c tests/capbuild.c tests/impl.c
+TEST_SRC = tests/run_tests.c tests/test_pcap.c tests/test_flows.c tests/test_blocks.c tests/capbuild.c tests/impl.c
 FUZZ_SRC = tests/fuzz/fuzz_pcap.c tests/fuzz/replay.c
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
 BUILD   = build

@@ -30,7 +30,19 @@
     X(result_strings)                                                                          \
     X(flowtable_unidirectional)                                                                \
     X(flowtable_bidirectional)                                                                 \
-    X(flowtable_limit)
+    X(flowtable_limit)                                                                         \
+    X(paper_windows_and_edges)                                                                 \
+    X(paper_pixels)                                                                            \
+    X(paper_sizes_drop_and_clip)                                                               \
+    X(paper_small_flows)                                                                       \
+    X(paper_time_backwards)                                                                    \
+    X(paper_overlap_and_gaps)                                                                  \
+    X(original_preset)                                                                         \
+    X(tcbench_preset)                                                                          \
+    X(partial_blocks)                                                                          \
+    X(idle_timeout)                                                                            \
+    X(picture_transforms)                                                                      \
+    X(block_config_errors)
 
 #define DECLARE(name) void test_##name(void);
 TEST_LIST(DECLARE)

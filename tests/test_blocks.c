@@ -1,0 +1,469 @@
+/* flowpic.h blocks and pictures: each preset against blocks and pixels computed by hand on
+ * constructed flows, with the boundary cases (a packet exactly at a window edge, size 1500, size
+ * > 1500, a single-packet flow, ns timestamps, time going backwards, overlap, gaps, timeouts). */
+#include "flowpic.h"
+
+#include <stdlib.h>
+
+#include "harness.h"
+
+void test_paper_windows_and_edges(void);
+void test_paper_pixels(void);
+void test_paper_sizes_drop_and_clip(void);
+void test_paper_small_flows(void);
+void test_paper_time_backwards(void);
+void test_paper_overlap_and_gaps(void);
+void test_original_preset(void);
+void test_tcbench_preset(void);
+void test_partial_blocks(void);
+void test_idle_timeout(void);
+void test_picture_transforms(void);
+void test_block_config_errors(void);
+
+#define S(x) ((uint64_t)(x) * 1000000000u)
+#define MS(x) ((uint64_t)(x) * 1000000u)
+#define T0 S(1700000000)
+
+/* Blocks collected from a cutter, with copies of their packets. */
+typedef struct collected {
+    flowpic_block blocks[64];
+    flowpic_pkt packets[64][512];
+    int n;
+} collected;
+
+static void collect(void *user, const flowpic_block *b)
+{
+    collected *c = (collected *)user;
+    uint32_t n = b->n_packets < 512 ? b->n_packets : 512;
+    if (c->n >= 64) return;
+    c->blocks[c->n] = *b;
+    memcpy(c->packets[c->n], b->packets, n * sizeof *b->packets);
+    c->blocks[c->n].packets = c->packets[c->n];
+    c->n++;
+}
+
+static flowpic_packet pkt(uint64_t ts, uint32_t size, int reverse)
+{
+    flowpic_packet p;
+    memset(&p, 0, sizeof p);
+    p.ts_ns = ts;
+    p.size = size;
+    p.key.ip_version = 4;
+    p.key.proto = 17;
+    p.key.src[0] = reverse ? 2 : 1;
+    p.key.dst[0] = reverse ? 1 : 2;
+    p.key.sport = reverse ? 53 : 5000;
+    p.key.dport = reverse ? 5000 : 53;
+    return p;
+}
+
+static collected *new_collected(void) { return (collected *)calloc(1, sizeof(collected)); }
+
+/* Feeds n packets at T0 + times[i] with sizes[i] (size 0 = 100) and flushes. */
+static int cut(const flowpic_block_config *cfg, const uint64_t *times, const uint32_t *sizes, int n,
+               collected *out)
+{
+    flowpic_cutter c;
+    int i;
+    if (flowpic_cutter_init(&c, cfg, collect, out) != FLOWPIC_OK) return 0;
+    for (i = 0; i < n; i++) {
+        flowpic_packet p = pkt(T0 + times[i], sizes && sizes[i] ? sizes[i] : 100, 0);
+        if (flowpic_cutter_add(&c, &p) != FLOWPIC_OK) return 0;
+    }
+    if (flowpic_cutter_flush(&c) != FLOWPIC_OK) return 0;
+    flowpic_cutter_free(&c);
+    return 1;
+}
+
+void test_paper_windows_and_edges(void)
+{
+    flowpic_block_config cfg;
+    uint64_t t[20];
+    collected *c = new_collected();
+    int i;
+    flowpic_block_config_preset(&cfg, FLOWPIC_PRESET_PAPER);
+    for (i = 0; i < 12; i++) t[i] = S(5 * i); /* 0, 5, ..., 55 s */
+    t[12] = S(60);                         /* exactly at the edge: the next window */
+    CHECK(cut(&cfg, t, 0, 13, c));
+    CHECK_EQ(c->n, 1);
+    CHECK_EQ(c->blocks[0].index, 0);
+    CHECK_EQ(c->blocks[0].start_ns, T0);
+    CHECK_EQ(c->blocks[0].n_packets, 12);
+    CHECK_EQ(c->blocks[0].state, FLOWPIC_BLOCK_FINAL);
+    CHECK_EQ(FLOWPIC_PKT_OFFSET(c->blocks[0].packets[11]), S(55));
+    /* seven more after the edge: window 1 holds 8, a block only when min_packets <= 8 */
+    for (i = 13; i < 20; i++) t[i] = S(60) + S(i);
+    c->n = 0;
+    CHECK(cut(&cfg, t, 0, 20, c));
+    CHECK_EQ(c->n, 1); /* window 1 holds 8: not a block */
+    c->n = 0;
+    cfg.min_packets = 8;
+    CHECK(cut(&cfg, t, 0, 20, c));
+    CHECK_EQ(c->n, 2);
+    CHECK_EQ(c->blocks[1].index, 1);
+    CHECK_EQ(c->blocks[1].start_ns, T0 + S(60));
+    CHECK_EQ(c->blocks[1].n_packets, 8);
+    CHECK_EQ(FLOWPIC_PKT_OFFSET(c->blocks[1].packets[0]), 0);
+    free(c);
+}
+
+void test_paper_pixels(void)
+{
+    flowpic_block_config cfg;
+    flowpic_picture pic;
+    uint64_t t[12];
+    uint32_t z[12];
+    collected *c = new_collected();
+    int i;
+    flowpic_block_config_preset(&cfg, FLOWPIC_PRESET_PAPER);
+    /* column = floor(offset * R / 60 s); row = floor((size - 1) * R / 1500) */
+    t[0] = 0;                z[0] = 1;       /* (0, 0) */
+    t[1] = MS(40) - 1;       z[1] = 1;       /* 39.999999 ms: still column 0 -> (0, 0) x2 */
+    t[2] = MS(40);           z[2] = 1500;    /* column 1, row 1499 */
+    t[3] = S(60) - 1;        z[3] = 1500;    /* 59.999999999 s: column 1499 */
+    t[4] = S(30);            z[4] = 751;     /* column 750, row 750 */
+    for (i = 5; i < 12; i++) {
+        t[i] = S(30);
+        z[i] = 751;                          /* the same pixel: count 8 */
+    }
+    CHECK(cut(&cfg, t, z, 12, c));
+    CHECK_EQ(c->n, 1);
+    memset(&pic, 0, sizeof pic);
+    CHECK_EQ(flowpic_picture_from_block(&pic, &c->blocks[0], 1500), FLOWPIC_OK);
+    CHECK_EQ(pic.packets, 12);
+    CHECK_EQ(pic.n, 4);
+    CHECK_EQ(pic.pixels[0].index, 0);
+    CHECK_EQ(pic.pixels[0].count, 2);
+    CHECK_EQ(pic.pixels[1].index, 750u * 1500 + 750);
+    CHECK_EQ(pic.pixels[1].count, 8);
+    CHECK_EQ(pic.pixels[2].index, 1499u * 1500 + 1);
+    CHECK_EQ(pic.pixels[3].index, 1499u * 1500 + 1499);
+    /* at R = 32: row = floor((s - 1) * 32 / 1500), column = floor(offset * 32 / 60 s) */
+    CHECK_EQ(flowpic_picture_from_block(&pic, &c->blocks[0], 32), FLOWPIC_OK);
+    CHECK_EQ(pic.n, 4);
+    CHECK_EQ(pic.pixels[0].index, 0);
+    CHECK_EQ(pic.pixels[0].count, 2);
+    CHECK_EQ(pic.pixels[1].index, 16u * 32 + 16);
+    CHECK_EQ(pic.pixels[1].count, 8);
+    CHECK_EQ(pic.pixels[2].index, 31u * 32 + 0); /* at R = 32 the 40 ms packet is in column 0 */
+    CHECK_EQ(pic.pixels[3].index, 31u * 32 + 31);
+    flowpic_picture_free(&pic);
+    free(c);
+}
+
+void test_paper_sizes_drop_and_clip(void)
+{
+    flowpic_block_config cfg;
+    flowpic_picture pic;
+    uint64_t t[12];
+    uint32_t z[12];
+    collected *c = new_collected();
+    int i;
+    flowpic_block_config_preset(&cfg, FLOWPIC_PRESET_PAPER);
+    /* the first packet is over 1500: dropped before anything, so t0 is the second packet */
+    t[0] = 0;
+    z[0] = 1501;
+    for (i = 1; i < 12; i++) {
+        t[i] = S(10) + S(i);
+        z[i] = i == 5 ? 9000 : 100;
+    }
+    CHECK(cut(&cfg, t, z, 12, c));
+    CHECK_EQ(c->n, 1);
+    CHECK_EQ(c->blocks[0].start_ns, T0 + S(11));
+    CHECK_EQ(c->blocks[0].n_packets, 10); /* 11 minus the jumbo */
+    /* clip: the jumbos count at 1500 (row 1499), and t0 is the first packet */
+    c->n = 0;
+    cfg.size_policy = FLOWPIC_SIZE_CLIP;
+    CHECK(cut(&cfg, t, z, 12, c));
+    CHECK_EQ(c->n, 1);
+    CHECK_EQ(c->blocks[0].start_ns, T0);
+    CHECK_EQ(c->blocks[0].n_packets, 12);
+    CHECK_EQ(FLOWPIC_PKT_SIZE(c->blocks[0].packets[0]), 1500);
+    memset(&pic, 0, sizeof pic);
+    CHECK_EQ(flowpic_picture_from_block(&pic, &c->blocks[0], 1500), FLOWPIC_OK);
+    CHECK_EQ(pic.pixels[pic.n - 1].index / 1500, 1499);
+    flowpic_picture_free(&pic);
+    free(c);
+}
+
+void test_paper_small_flows(void)
+{
+    flowpic_block_config cfg;
+    uint64_t t[10];
+    collected *c = new_collected();
+    int i;
+    flowpic_block_config_preset(&cfg, FLOWPIC_PRESET_PAPER);
+    t[0] = 0;
+    CHECK(cut(&cfg, t, 0, 1, c)); /* a single-packet flow */
+    CHECK_EQ(c->n, 0);
+    cfg.min_packets = 1;
+    CHECK(cut(&cfg, t, 0, 1, c));
+    CHECK_EQ(c->n, 1);
+    CHECK_EQ(c->blocks[0].n_packets, 1);
+    c->n = 0;
+    cfg.min_packets = 10;
+    for (i = 0; i < 10; i++) t[i] = S(59) + (uint64_t)i; /* ns apart: exactly 10, one window */
+    CHECK(cut(&cfg, t, 0, 10, c));
+    CHECK_EQ(c->n, 1);
+    CHECK_EQ(FLOWPIC_PKT_OFFSET(c->blocks[0].packets[9]), 9);
+    free(c);
+}
+
+void test_paper_time_backwards(void)
+{
+    flowpic_block_config cfg;
+    uint64_t t[25];
+    collected *c = new_collected();
+    int i;
+    flowpic_block_config_preset(&cfg, FLOWPIC_PRESET_PAPER);
+    for (i = 0; i < 12; i++) t[i] = S(i);       /* window 0 */
+    for (i = 12; i < 23; i++) t[i] = S(70 + i); /* window 1: 82..92 s */
+    t[23] = S(30);                              /* earlier than window 1: offset 0 there */
+    t[24] = S(5) - S(1);                        /* and again */
+    CHECK(cut(&cfg, t, 0, 25, c));
+    CHECK_EQ(c->n, 2);
+    CHECK_EQ(c->blocks[0].n_packets, 12);
+    CHECK_EQ(c->blocks[1].index, 1);
+    CHECK_EQ(c->blocks[1].n_packets, 13);
+    CHECK_EQ(FLOWPIC_PKT_OFFSET(c->blocks[1].packets[11]), 0);
+    CHECK_EQ(FLOWPIC_PKT_OFFSET(c->blocks[1].packets[12]), 0);
+    /* a packet before the flow's first one counts at its start */
+    t[0] = S(10);
+    t[1] = S(2);
+    for (i = 2; i < 12; i++) t[i] = S(10 + i);
+    c->n = 0;
+    CHECK(cut(&cfg, t, 0, 12, c));
+    CHECK_EQ(c->n, 1);
+    CHECK_EQ(c->blocks[0].start_ns, T0 + S(10));
+    CHECK_EQ(FLOWPIC_PKT_OFFSET(c->blocks[0].packets[1]), 0);
+    free(c);
+}
+
+void test_paper_overlap_and_gaps(void)
+{
+    flowpic_block_config cfg;
+    static uint64_t t[120];
+    collected *c = new_collected();
+    int i;
+    flowpic_block_config_preset(&cfg, FLOWPIC_PRESET_PAPER);
+    cfg.step_ns = S(30);
+    for (i = 0; i < 90; i++) t[i] = S(i); /* one packet a second, 0 .. 89 s */
+    CHECK(cut(&cfg, t, 0, 90, c));
+    /* windows [0,60) 60 packets, [30,90) 60, [60,120) 30, [90,150) none */
+    CHECK_EQ(c->n, 3);
+    CHECK_EQ(c->blocks[0].n_packets, 60);
+    CHECK_EQ(c->blocks[1].n_packets, 60);
+    CHECK_EQ(c->blocks[1].start_ns, T0 + S(30));
+    CHECK_EQ(FLOWPIC_PKT_OFFSET(c->blocks[1].packets[0]), 0);
+    CHECK_EQ(c->blocks[2].n_packets, 30);
+    CHECK_EQ(c->blocks[2].index, 2);
+    /* a gap of many windows: no empty window is visited, the block after it has k = 16 */
+    cfg.step_ns = cfg.block_ns;
+    for (i = 0; i < 11; i++) t[i] = S(i);
+    for (i = 11; i < 22; i++) t[i] = S(989 + i); /* 1000 .. 1010 s */
+    c->n = 0;
+    CHECK(cut(&cfg, t, 0, 22, c));
+    CHECK_EQ(c->n, 2);
+    CHECK_EQ(c->blocks[1].index, 16);
+    CHECK_EQ(c->blocks[1].start_ns, T0 + S(960));
+    /* a gap of years is fine too */
+    t[11] = S(100000000);
+    c->n = 0;
+    CHECK(cut(&cfg, t, 0, 12, c));
+    CHECK_EQ(c->n, 1);
+    free(c);
+}
+
+void test_original_preset(void)
+{
+    flowpic_block_config cfg;
+    flowpic_picture pic;
+    uint64_t t[40];
+    uint32_t z[40];
+    collected *c = new_collected();
+    int i;
+    flowpic_block_config_preset(&cfg, FLOWPIC_PRESET_ORIGINAL);
+    /* every 5 s from 0 to 125 s: T = 125, windows k = 0, 1 ([0,60], [60,120]); the tail goes */
+    for (i = 0; i < 26; i++) {
+        t[i] = S(5 * i);
+        z[i] = 200;
+    }
+    CHECK(cut(&cfg, t, z, 26, c));
+    CHECK_EQ(c->n, 2);
+    CHECK_EQ(c->blocks[0].n_packets, 13); /* 0, 5, ..., 60: closed at both ends */
+    CHECK_EQ(c->blocks[1].n_packets, 13); /* 60, ..., 120: the 60 s packet is in both */
+    CHECK_EQ(c->blocks[1].start_ns, T0 + S(60));
+    memset(&pic, 0, sizeof pic);
+    CHECK_EQ(flowpic_picture_from_block(&pic, &c->blocks[0], 1500), FLOWPIC_OK);
+    /* stretched to the window's own span 0 .. 60 s: column = floor(offset / 60 * 1500), the last
+     * packet in column min(1500, 1499); row = min(size, 1499) = 200 */
+    CHECK_EQ(pic.n, 13);
+    CHECK_EQ(pic.pixels[0].index, 200u * 1500 + 0);
+    CHECK_EQ(pic.pixels[1].index, 200u * 1500 + 125);
+    CHECK_EQ(pic.pixels[12].index, 200u * 1500 + 1499);
+    /* a window whose packets span 50 s or less is dropped: the stretch needs a span */
+    for (i = 0; i < 26; i++) t[i] = S(2 * i); /* 0 .. 50 s, T = 50: one window, span 50 */
+    c->n = 0;
+    CHECK(cut(&cfg, t, z, 26, c));
+    CHECK_EQ(c->n, 0);
+    t[25] = S(51); /* span 51 s */
+    CHECK(cut(&cfg, t, z, 26, c));
+    CHECK_EQ(c->n, 1);
+    /* the stretch at a span of 51 s: the packet at 2 s is in column floor(2/51 * 1500) = 58 */
+    CHECK_EQ(flowpic_picture_from_block(&pic, &c->blocks[0], 1500), FLOWPIC_OK);
+    CHECK_EQ(pic.pixels[1].index % 1500, 58);
+    /* sessions of 10 packets or fewer give nothing; sizes over 1500 stay out of the picture */
+    c->n = 0;
+    CHECK(cut(&cfg, t, z, 10, c));
+    CHECK_EQ(c->n, 0);
+    for (i = 0; i < 13; i++) {
+        t[i] = S(5 * i);
+        z[i] = i == 3 ? 1600 : 1500;
+    }
+    CHECK(cut(&cfg, t, z, 13, c));
+    CHECK_EQ(c->n, 1);
+    CHECK_EQ(flowpic_picture_from_block(&pic, &c->blocks[0], 1500), FLOWPIC_OK);
+    CHECK_EQ(pic.packets, 12);
+    CHECK_EQ(pic.pixels[0].index / 1500, 1499);
+    flowpic_picture_free(&pic);
+    free(c);
+}
+
+void test_tcbench_preset(void)
+{
+    flowpic_block_config cfg;
+    flowpic_cutter cut_state;
+    flowpic_picture pic;
+    collected *c = new_collected();
+    float *dense;
+    int i;
+    flowpic_block_config_preset(&cfg, FLOWPIC_PRESET_TCBENCH);
+    CHECK_EQ(flowpic_cutter_init(&cut_state, &cfg, collect, c), FLOWPIC_OK);
+    for (i = 0; i < 300; i++) { /* both directions, 300 packets in the first second */
+        flowpic_packet p = pkt(T0 + MS(3 * i), i % 2 ? 1600 : 40, i % 2);
+        CHECK_EQ(flowpic_cutter_add(&cut_state, &p), FLOWPIC_OK);
+    }
+    {
+        flowpic_packet p = pkt(T0 + S(15) - 1, 700, 0); /* 14.999999999 s: in */
+        CHECK_EQ(flowpic_cutter_add(&cut_state, &p), FLOWPIC_OK);
+        p = pkt(T0 + S(15), 700, 1); /* exactly 15 s: out (strict), and the block is final */
+        CHECK_EQ(flowpic_cutter_add(&cut_state, &p), FLOWPIC_OK);
+        CHECK_EQ(c->n, 1);
+        p = pkt(T0 + S(16), 700, 1);
+        CHECK_EQ(flowpic_cutter_add(&cut_state, &p), FLOWPIC_OK);
+    }
+    CHECK_EQ(flowpic_cutter_flush(&cut_state), FLOWPIC_OK);
+    CHECK_EQ(c->n, 1); /* one block per flow */
+    CHECK_EQ(cut_state.flows.count, 1);
+    flowpic_cutter_free(&cut_state);
+    CHECK_EQ(c->blocks[0].n_packets, 301);
+    memset(&pic, 0, sizeof pic);
+    CHECK_EQ(flowpic_picture_from_block(&pic, &c->blocks[0], 32), FLOWPIC_OK);
+    /* row = min(floor(size / 1500 * 32), 31): 40 -> 0, 1600 -> clipped 1500 -> 31, 700 -> 14;
+     * column = floor(offset / 15 s * 32): the first 468.75 ms are column 0 */
+    CHECK_EQ(pic.n, 5);
+    CHECK_EQ(pic.pixels[0].index, 0);
+    CHECK_EQ(pic.pixels[0].count, 79); /* i even, 3i ms < 468.75 ms: i = 0, 2, ..., 156 */
+    CHECK_EQ(pic.pixels[1].index, 1);  /* the rest of the small packets (up to 897 ms) */
+    CHECK_EQ(pic.pixels[1].count, 71);
+    CHECK_EQ(pic.pixels[2].index, 14u * 32 + 31);
+    CHECK_EQ(pic.pixels[3].index, 31u * 32 + 0);
+    CHECK_EQ(pic.pixels[3].count, 78);
+    dense = (float *)malloc(32 * 32 * sizeof *dense);
+    CHECK(dense != 0);
+    flowpic_picture_render(&pic, FLOWPIC_VALUE_SCALE, dense);
+    CHECK(dense[0] > 0.3097f && dense[0] < 0.3099f); /* 79 / 255 */
+    CHECK(dense[2] == 0.0f);
+    free(dense);
+    flowpic_picture_free(&pic);
+    free(c);
+}
+
+void test_partial_blocks(void)
+{
+    flowpic_block_config cfg;
+    flowpic_cutter cut_state;
+    flowpic_block b;
+    int i;
+    flowpic_block_config_preset(&cfg, FLOWPIC_PRESET_PAPER);
+    CHECK_EQ(flowpic_cutter_init(&cut_state, &cfg, 0, 0), FLOWPIC_OK);
+    CHECK_EQ(flowpic_cutter_partial(&cut_state, 0, &b), FLOWPIC_ERR_ARG);
+    for (i = 0; i < 12; i++) {
+        flowpic_packet p = pkt(T0 + S(i), 100, 0);
+        CHECK_EQ(flowpic_cutter_add(&cut_state, &p), FLOWPIC_OK);
+        CHECK_EQ(flowpic_cutter_partial(&cut_state, 0, &b), FLOWPIC_OK);
+        CHECK_EQ(b.n_packets, (uint32_t)i + 1);
+        CHECK_EQ(b.state, i + 1 < 10 ? FLOWPIC_BLOCK_COLLECTING : FLOWPIC_BLOCK_PARTIAL);
+    }
+    CHECK_EQ(cut_state.blocks, 0);
+    flowpic_cutter_free(&cut_state);
+}
+
+void test_idle_timeout(void)
+{
+    flowpic_block_config cfg;
+    uint64_t t[22];
+    collected *c = new_collected();
+    int i;
+    flowpic_block_config_preset(&cfg, FLOWPIC_PRESET_PAPER);
+    cfg.idle_timeout_ns = S(10);
+    for (i = 0; i < 11; i++) t[i] = S(i);
+    for (i = 11; i < 22; i++) t[i] = S(25 + i); /* 15 s of silence: a new flow at 36 s */
+    CHECK(cut(&cfg, t, 0, 22, c));
+    CHECK_EQ(c->n, 2);
+    CHECK_EQ(c->blocks[0].flow_generation, 0);
+    CHECK_EQ(c->blocks[1].flow_generation, 1);
+    CHECK_EQ(c->blocks[1].index, 0);
+    CHECK_EQ(c->blocks[1].start_ns, T0 + S(36));
+    CHECK_EQ(c->blocks[0].flow, c->blocks[1].flow);
+    free(c);
+}
+
+void test_picture_transforms(void)
+{
+    CHECK(flowpic_transform_value(FLOWPIC_VALUE_RAW, 300) == 300.0f);
+    CHECK(flowpic_transform_value(FLOWPIC_VALUE_CLIP255, 300) == 255.0f);
+    CHECK(flowpic_transform_value(FLOWPIC_VALUE_SCALE, 300) == 1.0f);
+    CHECK(flowpic_transform_value(FLOWPIC_VALUE_SCALE, 51) == 0.2f);
+    CHECK(flowpic_transform_value(FLOWPIC_VALUE_BINARY, 7) == 1.0f);
+    CHECK(flowpic_transform_value(FLOWPIC_VALUE_BINARY, 0) == 0.0f);
+    CHECK(flowpic_transform_value(FLOWPIC_VALUE_LOG1P, 0) == 0.0f);
+    CHECK(flowpic_transform_value(FLOWPIC_VALUE_LOG1P, 1) > 0.6931f);
+    CHECK(flowpic_transform_value(FLOWPIC_VALUE_LOG1P, 1) < 0.6932f);
+    {
+        flowpic_transform tr;
+        CHECK(flowpic_transform_from_name("binary", &tr));
+        CHECK_EQ(tr, FLOWPIC_VALUE_BINARY);
+        CHECK(!flowpic_transform_from_name("nope", &tr));
+    }
+}
+
+void test_block_config_errors(void)
+{
+    flowpic_block_config cfg;
+    flowpic_cutter c;
+    flowpic_preset p;
+    flowpic_picture pic;
+    flowpic_block_config_preset(&cfg, FLOWPIC_PRESET_PAPER);
+    CHECK_EQ(flowpic_block_config_check(&cfg), FLOWPIC_OK);
+    cfg.step_ns = cfg.block_ns + 1;
+    CHECK_EQ(flowpic_cutter_init(&c, &cfg, 0, 0), FLOWPIC_ERR_ARG);
+    cfg.step_ns = 1; /* 60e9 windows open at once */
+    CHECK_EQ(flowpic_block_config_check(&cfg), FLOWPIC_ERR_LIMIT);
+    cfg.step_ns = cfg.block_ns;
+    cfg.block_ns = FLOWPIC_MAX_OFFSET_NS + 1;
+    CHECK_EQ(flowpic_block_config_check(&cfg), FLOWPIC_ERR_ARG);
+    flowpic_block_config_preset(&cfg, FLOWPIC_PRESET_ORIGINAL);
+    cfg.block_ns = S(30);
+    cfg.step_ns = S(30);
+    CHECK_EQ(flowpic_block_config_check(&cfg), FLOWPIC_ERR_ARG);
+    CHECK(flowpic_preset_from_name("tcbench", &p));
+    CHECK_EQ(p, FLOWPIC_PRESET_TCBENCH);
+    CHECK(!flowpic_preset_from_name("keras", &p));
+    memset(&pic, 0, sizeof pic);
+    CHECK_EQ(flowpic_picture_build(&pic, FLOWPIC_PRESET_PAPER, S(60), 0, 0, 0), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_picture_build(&pic, FLOWPIC_PRESET_PAPER, S(60), 0, 0, FLOWPIC_MAX_RES + 1), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_picture_build(&pic, FLOWPIC_PRESET_PAPER, S(60), 0, 0, 1500), FLOWPIC_OK);
+    CHECK_EQ(pic.n, 0);
+    flowpic_picture_free(&pic);
+}
