@@ -304,6 +304,86 @@ FLOWPIC_DEF const char *flowpic_transform_name(flowpic_transform transform);
 FLOWPIC_DEF int flowpic_transform_from_name(const char *name, flowpic_transform *transform);
 FLOWPIC_DEF void flowpic_picture_free(flowpic_picture *pic);
 
+/* >>dataset -----------------------------------------------------------------------------------
+ * A labelled data set: class names, source files, flows, and per block its label, flow, window
+ * number, start time and packets, 8 bytes a packet in memory (flowpic_pkt). The file format
+ * (docs/DATASET.md) is versioned, little-endian, CRC-32 checked and smaller than 8 bytes a
+ * packet on disk. Readers validate everything and say where a file is wrong. */
+
+#define FLOWPIC_MAX_CLASSES 65535u        /* labels are 16-bit */
+#define FLOWPIC_MAX_NAME 4096u            /* bytes of a class or source name */
+#define FLOWPIC_MAX_DATASET_BYTES (1ull << 40) /* largest data-set file read */
+
+/* Where and why a file was rejected. */
+typedef struct flowpic_error {
+    flowpic_result code;
+    uint64_t offset;      /* byte offset in the file */
+    char reason[192];
+} flowpic_error;
+
+typedef struct flowpic_ds_flow {
+    flowpic_key key;
+    uint32_t source;      /* index into sources */
+    uint32_t generation;  /* idle-timeout restarts of the same 5-tuple */
+} flowpic_ds_flow;
+
+typedef struct flowpic_ds_block {
+    uint64_t start_ns;    /* window start, capture time */
+    uint64_t first;       /* index of its first packet in packets[] */
+    uint32_t flow;        /* index into flows */
+    uint32_t index;       /* window number k */
+    uint32_t n_packets;
+    uint16_t label;       /* index into classes */
+    uint16_t reserved;
+} flowpic_ds_block;
+
+typedef struct flowpic_dataset {
+    flowpic_block_config config; /* how the blocks were cut */
+    char **classes;
+    uint32_t n_classes;
+    char **sources;
+    uint32_t n_sources;
+    flowpic_ds_flow *flows;
+    size_t n_flows, cap_flows;
+    flowpic_ds_block *blocks;
+    size_t n_blocks, cap_blocks;
+    flowpic_pkt *packets;
+    size_t n_packets, cap_packets;
+    size_t cap_classes, cap_sources;
+} flowpic_dataset;
+
+FLOWPIC_DEF void flowpic_dataset_init(flowpic_dataset *ds, const flowpic_block_config *config);
+FLOWPIC_DEF void flowpic_dataset_free(flowpic_dataset *ds);
+/* The label / source id of a name, added when new. */
+FLOWPIC_DEF flowpic_result flowpic_dataset_class(flowpic_dataset *ds, const char *name, uint16_t *label);
+FLOWPIC_DEF flowpic_result flowpic_dataset_source(flowpic_dataset *ds, const char *path, uint32_t *source);
+FLOWPIC_DEF flowpic_result flowpic_dataset_add_flow(flowpic_dataset *ds, const flowpic_key *key, uint32_t source,
+                                                    uint32_t generation, uint32_t *flow);
+FLOWPIC_DEF flowpic_result flowpic_dataset_add_block(flowpic_dataset *ds, uint32_t flow, uint16_t label,
+                                                     const flowpic_block *b);
+/* Appends src (same cutting configuration); classes are matched by name. */
+FLOWPIC_DEF flowpic_result flowpic_dataset_merge(flowpic_dataset *dst, const flowpic_dataset *src,
+                                                 flowpic_error *err);
+FLOWPIC_DEF const flowpic_pkt *flowpic_dataset_block_packets(const flowpic_dataset *ds, size_t block);
+
+/* Serialise to a malloc'd buffer (free with FLOWPIC_FREE) / parse from memory. */
+FLOWPIC_DEF flowpic_result flowpic_dataset_to_memory(const flowpic_dataset *ds, uint8_t **data, size_t *size);
+FLOWPIC_DEF flowpic_result flowpic_dataset_from_memory(flowpic_dataset *ds, const uint8_t *data, size_t size,
+                                                       flowpic_error *err);
+/* A checksum of IEEE 802.3 / zlib, as the files use it; start with crc = 0. */
+FLOWPIC_DEF uint32_t flowpic_crc32(uint32_t crc, const void *data, size_t size);
+#ifndef FLOWPIC_NO_STDIO
+/* Written to PATH.tmp and renamed over PATH, so PATH is never half-written. */
+FLOWPIC_DEF flowpic_result flowpic_dataset_save(const flowpic_dataset *ds, const char *path, flowpic_error *err);
+FLOWPIC_DEF flowpic_result flowpic_dataset_load(flowpic_dataset *ds, const char *path, flowpic_error *err);
+/* Reads a whole file (at most max bytes) into a malloc'd buffer. */
+FLOWPIC_DEF flowpic_result flowpic_read_file(const char *path, uint64_t max, uint8_t **data, size_t *size,
+                                             flowpic_error *err);
+/* Writes size bytes to PATH.tmp, then renames it over PATH. */
+FLOWPIC_DEF flowpic_result flowpic_write_file_atomic(const char *path, const void *data, size_t size,
+                                                     flowpic_error *err);
+#endif
+
 #ifdef __cplusplus
 }
 #endif
@@ -956,6 +1036,764 @@ FLOWPIC_DEF void flowpic_picture_free(flowpic_picture *pic)
     FLOWPIC_FREE(pic->scratch);
     memset(pic, 0, sizeof *pic);
 }
+
+/* ---- dataset: memory ---------------------------------------------------------------------------- */
+
+static const uint32_t flowpic__crc_table[256] = {
+    0x00000000u, 0x77073096u, 0xee0e612cu, 0x990951bau, 0x076dc419u, 0x706af48fu,
+    0xe963a535u, 0x9e6495a3u, 0x0edb8832u, 0x79dcb8a4u, 0xe0d5e91eu, 0x97d2d988u,
+    0x09b64c2bu, 0x7eb17cbdu, 0xe7b82d07u, 0x90bf1d91u, 0x1db71064u, 0x6ab020f2u,
+    0xf3b97148u, 0x84be41deu, 0x1adad47du, 0x6ddde4ebu, 0xf4d4b551u, 0x83d385c7u,
+    0x136c9856u, 0x646ba8c0u, 0xfd62f97au, 0x8a65c9ecu, 0x14015c4fu, 0x63066cd9u,
+    0xfa0f3d63u, 0x8d080df5u, 0x3b6e20c8u, 0x4c69105eu, 0xd56041e4u, 0xa2677172u,
+    0x3c03e4d1u, 0x4b04d447u, 0xd20d85fdu, 0xa50ab56bu, 0x35b5a8fau, 0x42b2986cu,
+    0xdbbbc9d6u, 0xacbcf940u, 0x32d86ce3u, 0x45df5c75u, 0xdcd60dcfu, 0xabd13d59u,
+    0x26d930acu, 0x51de003au, 0xc8d75180u, 0xbfd06116u, 0x21b4f4b5u, 0x56b3c423u,
+    0xcfba9599u, 0xb8bda50fu, 0x2802b89eu, 0x5f058808u, 0xc60cd9b2u, 0xb10be924u,
+    0x2f6f7c87u, 0x58684c11u, 0xc1611dabu, 0xb6662d3du, 0x76dc4190u, 0x01db7106u,
+    0x98d220bcu, 0xefd5102au, 0x71b18589u, 0x06b6b51fu, 0x9fbfe4a5u, 0xe8b8d433u,
+    0x7807c9a2u, 0x0f00f934u, 0x9609a88eu, 0xe10e9818u, 0x7f6a0dbbu, 0x086d3d2du,
+    0x91646c97u, 0xe6635c01u, 0x6b6b51f4u, 0x1c6c6162u, 0x856530d8u, 0xf262004eu,
+    0x6c0695edu, 0x1b01a57bu, 0x8208f4c1u, 0xf50fc457u, 0x65b0d9c6u, 0x12b7e950u,
+    0x8bbeb8eau, 0xfcb9887cu, 0x62dd1ddfu, 0x15da2d49u, 0x8cd37cf3u, 0xfbd44c65u,
+    0x4db26158u, 0x3ab551ceu, 0xa3bc0074u, 0xd4bb30e2u, 0x4adfa541u, 0x3dd895d7u,
+    0xa4d1c46du, 0xd3d6f4fbu, 0x4369e96au, 0x346ed9fcu, 0xad678846u, 0xda60b8d0u,
+    0x44042d73u, 0x33031de5u, 0xaa0a4c5fu, 0xdd0d7cc9u, 0x5005713cu, 0x270241aau,
+    0xbe0b1010u, 0xc90c2086u, 0x5768b525u, 0x206f85b3u, 0xb966d409u, 0xce61e49fu,
+    0x5edef90eu, 0x29d9c998u, 0xb0d09822u, 0xc7d7a8b4u, 0x59b33d17u, 0x2eb40d81u,
+    0xb7bd5c3bu, 0xc0ba6cadu, 0xedb88320u, 0x9abfb3b6u, 0x03b6e20cu, 0x74b1d29au,
+    0xead54739u, 0x9dd277afu, 0x04db2615u, 0x73dc1683u, 0xe3630b12u, 0x94643b84u,
+    0x0d6d6a3eu, 0x7a6a5aa8u, 0xe40ecf0bu, 0x9309ff9du, 0x0a00ae27u, 0x7d079eb1u,
+    0xf00f9344u, 0x8708a3d2u, 0x1e01f268u, 0x6906c2feu, 0xf762575du, 0x806567cbu,
+    0x196c3671u, 0x6e6b06e7u, 0xfed41b76u, 0x89d32be0u, 0x10da7a5au, 0x67dd4accu,
+    0xf9b9df6fu, 0x8ebeeff9u, 0x17b7be43u, 0x60b08ed5u, 0xd6d6a3e8u, 0xa1d1937eu,
+    0x38d8c2c4u, 0x4fdff252u, 0xd1bb67f1u, 0xa6bc5767u, 0x3fb506ddu, 0x48b2364bu,
+    0xd80d2bdau, 0xaf0a1b4cu, 0x36034af6u, 0x41047a60u, 0xdf60efc3u, 0xa867df55u,
+    0x316e8eefu, 0x4669be79u, 0xcb61b38cu, 0xbc66831au, 0x256fd2a0u, 0x5268e236u,
+    0xcc0c7795u, 0xbb0b4703u, 0x220216b9u, 0x5505262fu, 0xc5ba3bbeu, 0xb2bd0b28u,
+    0x2bb45a92u, 0x5cb36a04u, 0xc2d7ffa7u, 0xb5d0cf31u, 0x2cd99e8bu, 0x5bdeae1du,
+    0x9b64c2b0u, 0xec63f226u, 0x756aa39cu, 0x026d930au, 0x9c0906a9u, 0xeb0e363fu,
+    0x72076785u, 0x05005713u, 0x95bf4a82u, 0xe2b87a14u, 0x7bb12baeu, 0x0cb61b38u,
+    0x92d28e9bu, 0xe5d5be0du, 0x7cdcefb7u, 0x0bdbdf21u, 0x86d3d2d4u, 0xf1d4e242u,
+    0x68ddb3f8u, 0x1fda836eu, 0x81be16cdu, 0xf6b9265bu, 0x6fb077e1u, 0x18b74777u,
+    0x88085ae6u, 0xff0f6a70u, 0x66063bcau, 0x11010b5cu, 0x8f659effu, 0xf862ae69u,
+    0x616bffd3u, 0x166ccf45u, 0xa00ae278u, 0xd70dd2eeu, 0x4e048354u, 0x3903b3c2u,
+    0xa7672661u, 0xd06016f7u, 0x4969474du, 0x3e6e77dbu, 0xaed16a4au, 0xd9d65adcu,
+    0x40df0b66u, 0x37d83bf0u, 0xa9bcae53u, 0xdebb9ec5u, 0x47b2cf7fu, 0x30b5ffe9u,
+    0xbdbdf21cu, 0xcabac28au, 0x53b39330u, 0x24b4a3a6u, 0xbad03605u, 0xcdd70693u,
+    0x54de5729u, 0x23d967bfu, 0xb3667a2eu, 0xc4614ab8u, 0x5d681b02u, 0x2a6f2b94u,
+    0xb40bbe37u, 0xc30c8ea1u, 0x5a05df1bu, 0x2d02ef8du
+};
+
+FLOWPIC_DEF uint32_t flowpic_crc32(uint32_t crc, const void *data, size_t size)
+{
+    const uint8_t *p = (const uint8_t *)data;
+    crc = ~crc;
+    while (size--) crc = flowpic__crc_table[(crc ^ *p++) & 0xFFu] ^ (crc >> 8);
+    return ~crc;
+}
+
+FLOWPIC_DEF void flowpic_dataset_init(flowpic_dataset *ds, const flowpic_block_config *config)
+{
+    memset(ds, 0, sizeof *ds);
+    if (config) ds->config = *config;
+    else flowpic_block_config_preset(&ds->config, FLOWPIC_PRESET_PAPER);
+}
+
+static void flowpic__free_names(char **names, uint32_t n)
+{
+    uint32_t i;
+    for (i = 0; i < n; i++) FLOWPIC_FREE(names[i]);
+    FLOWPIC_FREE(names);
+}
+
+FLOWPIC_DEF void flowpic_dataset_free(flowpic_dataset *ds)
+{
+    flowpic__free_names(ds->classes, ds->n_classes);
+    flowpic__free_names(ds->sources, ds->n_sources);
+    FLOWPIC_FREE(ds->flows);
+    FLOWPIC_FREE(ds->blocks);
+    FLOWPIC_FREE(ds->packets);
+    memset(ds, 0, sizeof *ds);
+}
+
+/* Index of name in names[0 .. *n), appended (a copy) when absent. */
+static flowpic_result flowpic__intern(char ***names, uint32_t *n, size_t *cap, uint32_t max, const char *name,
+                                      uint32_t *id)
+{
+    uint32_t i;
+    size_t len = strlen(name);
+    char *copy;
+    flowpic_result res;
+    for (i = 0; i < *n; i++)
+        if (!strcmp((*names)[i], name)) {
+            *id = i;
+            return FLOWPIC_OK;
+        }
+    if (*n >= max || len > FLOWPIC_MAX_NAME) return FLOWPIC_ERR_LIMIT;
+    res = flowpic__reserve((void **)names, cap, (size_t)*n + 1, sizeof **names);
+    if (res != FLOWPIC_OK) return res;
+    copy = (char *)FLOWPIC_MALLOC(len + 1);
+    if (!copy) return FLOWPIC_ERR_NOMEM;
+    memcpy(copy, name, len + 1);
+    (*names)[*n] = copy;
+    *id = (*n)++;
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_dataset_class(flowpic_dataset *ds, const char *name, uint16_t *label)
+{
+    uint32_t id = 0;
+    flowpic_result res;
+    if (!name[0]) return FLOWPIC_ERR_ARG;
+    res = flowpic__intern(&ds->classes, &ds->n_classes, &ds->cap_classes, FLOWPIC_MAX_CLASSES, name, &id);
+    *label = (uint16_t)id;
+    return res;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_dataset_source(flowpic_dataset *ds, const char *path, uint32_t *source)
+{
+    return flowpic__intern(&ds->sources, &ds->n_sources, &ds->cap_sources, 0xFFFFFFFFu, path, source);
+}
+
+FLOWPIC_DEF flowpic_result flowpic_dataset_add_flow(flowpic_dataset *ds, const flowpic_key *key, uint32_t source,
+                                                    uint32_t generation, uint32_t *flow)
+{
+    flowpic_result res;
+    if (source >= ds->n_sources) return FLOWPIC_ERR_ARG;
+    if (ds->n_flows >= 0xFFFFFFFFu) return FLOWPIC_ERR_LIMIT;
+    res = flowpic__reserve((void **)&ds->flows, &ds->cap_flows, ds->n_flows + 1, sizeof *ds->flows);
+    if (res != FLOWPIC_OK) return res;
+    ds->flows[ds->n_flows].key = *key;
+    ds->flows[ds->n_flows].source = source;
+    ds->flows[ds->n_flows].generation = generation;
+    *flow = (uint32_t)ds->n_flows++;
+    return FLOWPIC_OK;
+}
+
+/* Appends a block record and room for its n packets; returns the record. */
+static flowpic_result flowpic__ds_append(flowpic_dataset *ds, uint32_t flow, uint16_t label, uint32_t index,
+                                         uint64_t start_ns, uint32_t n, flowpic_ds_block **out)
+{
+    flowpic_ds_block *b;
+    flowpic_result res;
+    if (flow >= ds->n_flows || label >= ds->n_classes || n > FLOWPIC_MAX_BLOCK_PACKETS) return FLOWPIC_ERR_ARG;
+    res = flowpic__reserve((void **)&ds->blocks, &ds->cap_blocks, ds->n_blocks + 1, sizeof *ds->blocks);
+    if (res != FLOWPIC_OK) return res;
+    res = flowpic__reserve((void **)&ds->packets, &ds->cap_packets, ds->n_packets + n, sizeof *ds->packets);
+    if (res != FLOWPIC_OK) return res;
+    b = &ds->blocks[ds->n_blocks++];
+    memset(b, 0, sizeof *b);
+    b->start_ns = start_ns;
+    b->first = ds->n_packets;
+    b->flow = flow;
+    b->index = index;
+    b->n_packets = n;
+    b->label = label;
+    ds->n_packets += n;
+    *out = b;
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_dataset_add_block(flowpic_dataset *ds, uint32_t flow, uint16_t label,
+                                                     const flowpic_block *b)
+{
+    flowpic_ds_block *rec;
+    flowpic_result res = flowpic__ds_append(ds, flow, label, b->index, b->start_ns, b->n_packets, &rec);
+    if (res != FLOWPIC_OK) return res;
+    if (b->n_packets) memcpy(ds->packets + rec->first, b->packets, (size_t)b->n_packets * sizeof *b->packets);
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF const flowpic_pkt *flowpic_dataset_block_packets(const flowpic_dataset *ds, size_t block)
+{
+    return ds->packets + ds->blocks[block].first;
+}
+
+static int flowpic__same_config(const flowpic_block_config *a, const flowpic_block_config *b)
+{
+    return a->preset == b->preset && a->block_ns == b->block_ns && a->step_ns == b->step_ns &&
+           a->min_packets == b->min_packets && a->max_size == b->max_size &&
+           a->size_policy == b->size_policy && a->bidirectional == b->bidirectional &&
+           a->idle_timeout_ns == b->idle_timeout_ns;
+}
+
+static void flowpic__error(flowpic_error *err, flowpic_result code, uint64_t offset, const char *reason)
+{
+    if (!err) return;
+    err->code = code;
+    err->offset = offset;
+    strncpy(err->reason, reason, sizeof err->reason - 1);
+    err->reason[sizeof err->reason - 1] = '\0';
+}
+
+FLOWPIC_DEF flowpic_result flowpic_dataset_merge(flowpic_dataset *dst, const flowpic_dataset *src,
+                                                 flowpic_error *err)
+{
+    uint32_t *source_map = 0, flow_base;
+    uint16_t *label_map = 0;
+    flowpic_result res = FLOWPIC_OK;
+    size_t i;
+    if (dst->n_blocks == 0 && dst->n_flows == 0) dst->config = src->config;
+    if (!flowpic__same_config(&dst->config, &src->config)) {
+        flowpic__error(err, FLOWPIC_ERR_ARG, 0, "the data sets were cut with different block settings");
+        return FLOWPIC_ERR_ARG;
+    }
+    source_map = (uint32_t *)FLOWPIC_MALLOC(((size_t)src->n_sources + 1) * sizeof *source_map);
+    label_map = (uint16_t *)FLOWPIC_MALLOC(((size_t)src->n_classes + 1) * sizeof *label_map);
+    if (!source_map || !label_map) res = FLOWPIC_ERR_NOMEM;
+    for (i = 0; res == FLOWPIC_OK && i < src->n_sources; i++)
+        res = flowpic_dataset_source(dst, src->sources[i], &source_map[i]);
+    for (i = 0; res == FLOWPIC_OK && i < src->n_classes; i++)
+        res = flowpic_dataset_class(dst, src->classes[i], &label_map[i]);
+    flow_base = (uint32_t)dst->n_flows;
+    if (res == FLOWPIC_OK && dst->n_flows + src->n_flows > 0xFFFFFFFFu) res = FLOWPIC_ERR_LIMIT;
+    for (i = 0; res == FLOWPIC_OK && i < src->n_flows; i++) {
+        uint32_t id;
+        const flowpic_ds_flow *f = &src->flows[i];
+        res = flowpic_dataset_add_flow(dst, &f->key, source_map[f->source], f->generation, &id);
+    }
+    for (i = 0; res == FLOWPIC_OK && i < src->n_blocks; i++) {
+        const flowpic_ds_block *b = &src->blocks[i];
+        flowpic_ds_block *rec;
+        res = flowpic__ds_append(dst, flow_base + b->flow, label_map[b->label], b->index, b->start_ns, b->n_packets,
+                                 &rec);
+        if (res == FLOWPIC_OK && b->n_packets)
+            memcpy(dst->packets + rec->first, src->packets + b->first, (size_t)b->n_packets * sizeof *dst->packets);
+    }
+    FLOWPIC_FREE(source_map);
+    FLOWPIC_FREE(label_map);
+    if (res != FLOWPIC_OK) flowpic__error(err, res, 0, flowpic_result_string(res));
+    return res;
+}
+
+/* ---- dataset: file format (docs/DATASET.md) ----------------------------------------------------- */
+
+#define FLOWPIC__DS_HEADER 80u
+#define FLOWPIC__DS_FLOW 48u
+#define FLOWPIC__DS_BLOCK 32u
+
+/* A growable output buffer; an allocation failure sticks and is reported at the end. */
+typedef struct flowpic__out {
+    uint8_t *data;
+    size_t len, cap;
+    int failed;
+} flowpic__out;
+
+static void flowpic__put(flowpic__out *o, const void *p, size_t n)
+{
+    if (o->failed) return;
+    if (flowpic__reserve((void **)&o->data, &o->cap, o->len + n, 1) != FLOWPIC_OK) {
+        o->failed = 1;
+        return;
+    }
+    memcpy(o->data + o->len, p, n);
+    o->len += n;
+}
+
+static void flowpic__put_le(flowpic__out *o, uint64_t v, int bytes)
+{
+    uint8_t b[8];
+    int i;
+    for (i = 0; i < bytes; i++) b[i] = (uint8_t)(v >> (8 * i));
+    flowpic__put(o, b, (size_t)bytes);
+}
+
+static void flowpic__put_varint(flowpic__out *o, uint64_t v)
+{
+    uint8_t b[10];
+    int n = 0;
+    while (v >= 0x80) {
+        b[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    b[n++] = (uint8_t)v;
+    flowpic__put(o, b, (size_t)n);
+}
+
+static void flowpic__put_name(flowpic__out *o, const char *s)
+{
+    size_t n = strlen(s);
+    flowpic__put_le(o, n, 2);
+    flowpic__put(o, s, n);
+}
+
+static uint64_t flowpic__zigzag(int64_t v) { return v < 0 ? ((uint64_t)(-(v + 1)) << 1) | 1u : (uint64_t)v << 1; }
+
+/* The encoded packets of a block: zigzag varint of the offset delta, varint of the size. */
+static void flowpic__put_packets(flowpic__out *o, const flowpic_pkt *p, uint32_t n)
+{
+    uint64_t prev = 0;
+    uint32_t i;
+    for (i = 0; i < n; i++) {
+        uint64_t off = FLOWPIC_PKT_OFFSET(p[i]);
+        flowpic__put_varint(o, flowpic__zigzag((int64_t)(off - prev)));
+        flowpic__put_varint(o, FLOWPIC_PKT_SIZE(p[i]));
+        prev = off;
+    }
+}
+
+FLOWPIC_DEF flowpic_result flowpic_dataset_to_memory(const flowpic_dataset *ds, uint8_t **data, size_t *size)
+{
+    flowpic__out o, pk;
+    const flowpic_block_config *c = &ds->config;
+    size_t i;
+    memset(&o, 0, sizeof o);
+    memset(&pk, 0, sizeof pk);
+    flowpic__put(&o, "FPDS", 4);
+    flowpic__put_le(&o, 1, 4);
+    flowpic__put_le(&o, (uint64_t)c->preset | (uint64_t)c->size_policy << 8 | (uint64_t)(c->bidirectional != 0) << 16, 4);
+    flowpic__put_le(&o, c->min_packets, 4);
+    flowpic__put_le(&o, c->max_size, 4);
+    flowpic__put_le(&o, 0, 4);
+    flowpic__put_le(&o, c->block_ns, 8);
+    flowpic__put_le(&o, c->step_ns, 8);
+    flowpic__put_le(&o, c->idle_timeout_ns, 8);
+    flowpic__put_le(&o, ds->n_classes, 4);
+    flowpic__put_le(&o, ds->n_sources, 4);
+    flowpic__put_le(&o, ds->n_flows, 8);
+    flowpic__put_le(&o, ds->n_blocks, 8);
+    flowpic__put_le(&o, ds->n_packets, 8);
+    for (i = 0; i < ds->n_classes; i++) flowpic__put_name(&o, ds->classes[i]);
+    for (i = 0; i < ds->n_sources; i++) flowpic__put_name(&o, ds->sources[i]);
+    for (i = 0; i < ds->n_flows; i++) {
+        const flowpic_ds_flow *f = &ds->flows[i];
+        flowpic__put(&o, f->key.src, 16);
+        flowpic__put(&o, f->key.dst, 16);
+        flowpic__put_le(&o, f->key.sport, 2);
+        flowpic__put_le(&o, f->key.dport, 2);
+        flowpic__put_le(&o, f->key.proto, 1);
+        flowpic__put_le(&o, f->key.ip_version, 1);
+        flowpic__put_le(&o, 0, 2);
+        flowpic__put_le(&o, f->source, 4);
+        flowpic__put_le(&o, f->generation, 4);
+    }
+    for (i = 0; i < ds->n_blocks; i++) {
+        const flowpic_ds_block *b = &ds->blocks[i];
+        size_t before = pk.len;
+        flowpic__put_packets(&pk, ds->packets + b->first, b->n_packets);
+        flowpic__put_le(&o, b->flow, 4);
+        flowpic__put_le(&o, b->label, 2);
+        flowpic__put_le(&o, 0, 2);
+        flowpic__put_le(&o, b->index, 4);
+        flowpic__put_le(&o, b->n_packets, 4);
+        flowpic__put_le(&o, b->start_ns, 8);
+        flowpic__put_le(&o, pk.len - before, 8);
+    }
+    flowpic__put(&o, pk.data, pk.len);
+    FLOWPIC_FREE(pk.data);
+    flowpic__put_le(&o, flowpic_crc32(0, o.data, o.len), 4);
+    if (o.failed || pk.failed) {
+        FLOWPIC_FREE(o.data);
+        return FLOWPIC_ERR_NOMEM;
+    }
+    *data = o.data;
+    *size = o.len;
+    return FLOWPIC_OK;
+}
+
+/* A bounds-checked cursor over a file in memory; the first failure sticks with its offset. */
+typedef struct flowpic__in {
+    const uint8_t *data;
+    size_t len, pos;
+    flowpic_error *err;
+    int failed;
+} flowpic__in;
+
+static int flowpic__in_fail(flowpic__in *in, uint64_t offset, const char *what, uint64_t a, uint64_t b)
+{
+    if (!in->failed && in->err) {
+        uint64_t nums[2];
+        nums[0] = a;
+        nums[1] = b;
+        in->err->code = FLOWPIC_ERR_FORMAT;
+        in->err->offset = offset;
+        pcapl__vformat(in->err->reason, sizeof in->err->reason, what, nums, "");
+    }
+    in->failed = 1;
+    return 0;
+}
+
+static uint64_t flowpic__get_le(flowpic__in *in, int bytes)
+{
+    uint64_t v = 0;
+    int i;
+    if (in->failed) return 0;
+    if (in->len - in->pos < (size_t)bytes) {
+        flowpic__in_fail(in, in->pos, "file ends inside a field", 0, 0);
+        return 0;
+    }
+    for (i = 0; i < bytes; i++) v |= (uint64_t)in->data[in->pos + (size_t)i] << (8 * i);
+    in->pos += (size_t)bytes;
+    return v;
+}
+
+static uint64_t flowpic__get_varint(flowpic__in *in, size_t end)
+{
+    uint64_t v = 0;
+    int shift = 0;
+    size_t start = in->pos;
+    while (!in->failed) {
+        uint8_t b;
+        if (in->pos >= end) {
+            flowpic__in_fail(in, start, "packet data ends inside a number", 0, 0);
+            return 0;
+        }
+        b = in->data[in->pos++];
+        if (shift == 63 && b > 1) {
+            flowpic__in_fail(in, start, "number longer than 64 bits", 0, 0);
+            return 0;
+        }
+        v |= (uint64_t)(b & 0x7Fu) << shift;
+        if (!(b & 0x80u)) break;
+        shift += 7;
+    }
+    return v;
+}
+
+/* A name: u16 length and bytes, printable (no control characters: names go into TSV). */
+static char *flowpic__get_name(flowpic__in *in, int allow_empty)
+{
+    size_t at = in->pos, n = (size_t)flowpic__get_le(in, 2), i;
+    char *s;
+    if (in->failed) return 0;
+    if ((!n && !allow_empty) || n > in->len - in->pos) {
+        flowpic__in_fail(in, at, "name of %u bytes does not fit", n, 0);
+        return 0;
+    }
+    for (i = 0; i < n; i++)
+        if (in->data[in->pos + i] < 0x20 || in->data[in->pos + i] == 0x7F) {
+            flowpic__in_fail(in, in->pos + i, "control character 0x%x in a name", in->data[in->pos + i], 0);
+            return 0;
+        }
+    s = (char *)FLOWPIC_MALLOC(n + 1);
+    if (!s) return 0;
+    memcpy(s, in->data + in->pos, n);
+    s[n] = '\0';
+    in->pos += n;
+    return s;
+}
+
+static flowpic_result flowpic__get_names(flowpic__in *in, char ***names, uint32_t n, size_t *cap, int allow_empty)
+{
+    uint32_t i;
+    if ((size_t)n > (in->len - in->pos) / 2) {
+        flowpic__in_fail(in, in->pos, "%u names cannot fit in the file", n, 0);
+        return FLOWPIC_ERR_FORMAT;
+    }
+    *names = (char **)FLOWPIC_MALLOC(((size_t)n + 1) * sizeof **names);
+    if (!*names) return FLOWPIC_ERR_NOMEM;
+    *cap = (size_t)n + 1;
+    for (i = 0; i < n; i++) {
+        (*names)[i] = flowpic__get_name(in, allow_empty);
+        if (!(*names)[i]) {
+            uint32_t k;
+            for (k = 0; k < i; k++) FLOWPIC_FREE((*names)[k]);
+            FLOWPIC_FREE(*names);
+            *names = 0;
+            return in->failed ? FLOWPIC_ERR_FORMAT : FLOWPIC_ERR_NOMEM;
+        }
+    }
+    return FLOWPIC_OK;
+}
+
+/* The fixed header: magic, version, cutting configuration, counts (checked against the size). */
+static flowpic_result flowpic__get_header(flowpic__in *in, flowpic_dataset *ds, uint64_t *counts)
+{
+    flowpic_block_config *c = &ds->config;
+    uint64_t flags, version;
+    size_t body;
+    if (in->len < FLOWPIC__DS_HEADER + 4) {
+        flowpic__in_fail(in, 0, "file of %u bytes is shorter than a data-set header", in->len, 0);
+        return FLOWPIC_ERR_FORMAT;
+    }
+    if (memcmp(in->data, "FPDS", 4)) {
+        flowpic__in_fail(in, 0, "not a flowpic data set (magic is not FPDS)", 0, 0);
+        return FLOWPIC_ERR_FORMAT;
+    }
+    in->pos = 4;
+    version = flowpic__get_le(in, 4);
+    if (version != 1) {
+        flowpic__in_fail(in, 4, "unsupported data-set version %u (this reader knows 1)", version, 0);
+        return FLOWPIC_ERR_FORMAT;
+    }
+    if (flowpic_crc32(0, in->data, in->len - 4) != pcapl__le32(in->data + in->len - 4)) {
+        flowpic__in_fail(in, in->len - 4, "checksum mismatch: the file is damaged", 0, 0);
+        return FLOWPIC_ERR_FORMAT;
+    }
+    flags = flowpic__get_le(in, 4);
+    c->preset = (flowpic_preset)(flags & 0xFFu);
+    c->size_policy = (flowpic_size_policy)((flags >> 8) & 0xFFu);
+    c->bidirectional = (int)((flags >> 16) & 0xFFu);
+    c->min_packets = (uint32_t)flowpic__get_le(in, 4);
+    c->max_size = (uint32_t)flowpic__get_le(in, 4);
+    flowpic__get_le(in, 4);
+    c->block_ns = flowpic__get_le(in, 8);
+    c->step_ns = flowpic__get_le(in, 8);
+    c->idle_timeout_ns = flowpic__get_le(in, 8);
+    c->max_flows = FLOWPIC_DEFAULT_MAX_FLOWS;
+    if ((flags >> 24) || c->size_policy > FLOWPIC_SIZE_CLIP || c->bidirectional > 1 ||
+        flowpic_block_config_check(c) != FLOWPIC_OK) {
+        flowpic__in_fail(in, 8, "invalid block configuration", 0, 0);
+        return FLOWPIC_ERR_FORMAT;
+    }
+    counts[0] = flowpic__get_le(in, 4); /* classes */
+    counts[1] = flowpic__get_le(in, 4); /* sources */
+    counts[2] = flowpic__get_le(in, 8); /* flows */
+    counts[3] = flowpic__get_le(in, 8); /* blocks */
+    counts[4] = flowpic__get_le(in, 8); /* packets */
+    body = in->len - 4 - in->pos;
+    if (counts[0] > FLOWPIC_MAX_CLASSES) {
+        flowpic__in_fail(in, 56, "%u classes exceed the limit of %u", counts[0], FLOWPIC_MAX_CLASSES);
+        return FLOWPIC_ERR_FORMAT;
+    }
+    /* every record has a minimum size: no count can ask for more memory than the file holds */
+    if (counts[2] > body / FLOWPIC__DS_FLOW || counts[3] > body / FLOWPIC__DS_BLOCK || counts[4] > body / 2) {
+        flowpic__in_fail(in, 64, "counts (%u flows, %u blocks) cannot fit in the file", counts[2], counts[3]);
+        return FLOWPIC_ERR_FORMAT;
+    }
+    return FLOWPIC_OK;
+}
+
+static flowpic_result flowpic__get_flows(flowpic__in *in, flowpic_dataset *ds, uint64_t n)
+{
+    size_t i;
+    ds->flows = (flowpic_ds_flow *)FLOWPIC_MALLOC((size_t)(n ? n : 1) * sizeof *ds->flows);
+    if (!ds->flows) return FLOWPIC_ERR_NOMEM;
+    ds->cap_flows = (size_t)(n ? n : 1);
+    for (i = 0; i < n && !in->failed; i++) {
+        flowpic_ds_flow *f = &ds->flows[i];
+        size_t at = in->pos;
+        memset(f, 0, sizeof *f);
+        memcpy(f->key.src, in->data + in->pos, 16);
+        memcpy(f->key.dst, in->data + in->pos + 16, 16);
+        in->pos += 32;
+        f->key.sport = (uint16_t)flowpic__get_le(in, 2);
+        f->key.dport = (uint16_t)flowpic__get_le(in, 2);
+        f->key.proto = (uint8_t)flowpic__get_le(in, 1);
+        f->key.ip_version = (uint8_t)flowpic__get_le(in, 1);
+        flowpic__get_le(in, 2);
+        f->source = (uint32_t)flowpic__get_le(in, 4);
+        f->generation = (uint32_t)flowpic__get_le(in, 4);
+        if (f->key.ip_version != 4 && f->key.ip_version != 6)
+            flowpic__in_fail(in, at + 37, "flow %u has IP version %u", i, f->key.ip_version);
+        else if (f->source >= ds->n_sources)
+            flowpic__in_fail(in, at + 40, "flow %u refers to source %u", i, f->source);
+        ds->n_flows = i + 1;
+    }
+    return in->failed ? FLOWPIC_ERR_FORMAT : FLOWPIC_OK;
+}
+
+/* Block records, then their packets. */
+static flowpic_result flowpic__get_blocks(flowpic__in *in, flowpic_dataset *ds, uint64_t n, uint64_t n_packets)
+{
+    uint64_t *bytes, total = 0;
+    size_t i, table = in->pos;
+    ds->blocks = (flowpic_ds_block *)FLOWPIC_MALLOC((size_t)(n ? n : 1) * sizeof *ds->blocks);
+    ds->packets = (flowpic_pkt *)FLOWPIC_MALLOC((size_t)(n_packets ? n_packets : 1) * sizeof *ds->packets);
+    bytes = (uint64_t *)FLOWPIC_MALLOC((size_t)(n ? n : 1) * sizeof *bytes);
+    if (!ds->blocks || !ds->packets || !bytes) {
+        FLOWPIC_FREE(bytes);
+        return FLOWPIC_ERR_NOMEM;
+    }
+    ds->cap_blocks = (size_t)(n ? n : 1);
+    ds->cap_packets = (size_t)(n_packets ? n_packets : 1);
+    for (i = 0; i < n && !in->failed; i++) {
+        flowpic_ds_block *b = &ds->blocks[i];
+        size_t at = table + i * FLOWPIC__DS_BLOCK;
+        memset(b, 0, sizeof *b);
+        b->flow = (uint32_t)flowpic__get_le(in, 4);
+        b->label = (uint16_t)flowpic__get_le(in, 2);
+        flowpic__get_le(in, 2);
+        b->index = (uint32_t)flowpic__get_le(in, 4);
+        b->n_packets = (uint32_t)flowpic__get_le(in, 4);
+        b->start_ns = flowpic__get_le(in, 8);
+        bytes[i] = flowpic__get_le(in, 8);
+        b->first = total;
+        if (b->flow >= ds->n_flows) flowpic__in_fail(in, at, "block %u refers to flow %u", i, b->flow);
+        else if (b->label >= ds->n_classes) flowpic__in_fail(in, at + 4, "block %u has label %u", i, b->label);
+        else if (b->n_packets > n_packets - total)
+            flowpic__in_fail(in, at + 12, "block %u has more packets than the header counts", i, 0);
+        else if (bytes[i] < 2ull * b->n_packets || bytes[i] > 20ull * b->n_packets)
+            flowpic__in_fail(in, at + 24, "block %u: %u bytes cannot encode its packets", i, bytes[i]);
+        total += b->n_packets;
+        ds->n_blocks = i + 1;
+    }
+    if (!in->failed && total != n_packets)
+        flowpic__in_fail(in, 72, "the header counts %u packets, the blocks %u", n_packets, total);
+    for (i = 0; i < n && !in->failed; i++) {
+        const flowpic_ds_block *b = &ds->blocks[i];
+        size_t end = in->pos + (size_t)bytes[i], at = in->pos;
+        uint64_t off = 0;
+        uint32_t k;
+        if (bytes[i] > in->len - 4 - in->pos) {
+            flowpic__in_fail(in, at, "packets of block %u run past the end of the file", i, 0);
+            break;
+        }
+        for (k = 0; k < b->n_packets && !in->failed; k++) {
+            uint64_t z = flowpic__get_varint(in, end), size = flowpic__get_varint(in, end);
+            uint64_t delta = z >> 1;
+            if (z & 1u) {
+                if (delta + 1 > off) flowpic__in_fail(in, at, "block %u: packet %u before the window start", i, k);
+                off -= delta + 1;
+            } else {
+                if (delta > FLOWPIC_MAX_OFFSET_NS - off)
+                    flowpic__in_fail(in, at, "block %u: packet %u beyond the largest offset", i, k);
+                off += delta;
+            }
+            if (size > 65535) flowpic__in_fail(in, at, "block %u: packet size %u", i, size);
+            ds->packets[b->first + k] = FLOWPIC_PKT(off, size);
+        }
+        if (!in->failed && in->pos != end)
+            flowpic__in_fail(in, in->pos, "block %u: %u bytes left after its packets", i, end - in->pos);
+        ds->n_packets = b->first + b->n_packets;
+    }
+    FLOWPIC_FREE(bytes);
+    return in->failed ? FLOWPIC_ERR_FORMAT : FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_dataset_from_memory(flowpic_dataset *ds, const uint8_t *data, size_t size,
+                                                       flowpic_error *err)
+{
+    flowpic__in in;
+    uint64_t counts[5];
+    flowpic_result res;
+    flowpic_error local;
+    memset(&in, 0, sizeof in);
+    in.data = data;
+    in.len = size;
+    in.err = err ? err : &local;
+    memset(in.err, 0, sizeof *in.err);
+    flowpic_dataset_init(ds, 0);
+    res = flowpic__get_header(&in, ds, counts);
+    if (res == FLOWPIC_OK)
+        res = flowpic__get_names(&in, &ds->classes, (uint32_t)counts[0], &ds->cap_classes, 0);
+    if (res == FLOWPIC_OK) ds->n_classes = (uint32_t)counts[0];
+    if (res == FLOWPIC_OK)
+        res = flowpic__get_names(&in, &ds->sources, (uint32_t)counts[1], &ds->cap_sources, 1);
+    if (res == FLOWPIC_OK) ds->n_sources = (uint32_t)counts[1];
+    if (res == FLOWPIC_OK && counts[2] > (in.len - 4 - in.pos) / FLOWPIC__DS_FLOW) {
+        flowpic__in_fail(&in, in.pos, "%u flows cannot fit in the file", counts[2], 0);
+        res = FLOWPIC_ERR_FORMAT;
+    }
+    if (res == FLOWPIC_OK) res = flowpic__get_flows(&in, ds, counts[2]);
+    if (res == FLOWPIC_OK && counts[3] > (in.len - 4 - in.pos) / FLOWPIC__DS_BLOCK) {
+        flowpic__in_fail(&in, in.pos, "%u blocks cannot fit in the file", counts[3], 0);
+        res = FLOWPIC_ERR_FORMAT;
+    }
+    if (res == FLOWPIC_OK) res = flowpic__get_blocks(&in, ds, counts[3], counts[4]);
+    if (res == FLOWPIC_OK && in.pos != in.len - 4) {
+        flowpic__in_fail(&in, in.pos, "%u bytes after the last block", in.len - 4 - in.pos, 0);
+        res = FLOWPIC_ERR_FORMAT;
+    }
+    if (res != FLOWPIC_OK) {
+        if (res == FLOWPIC_ERR_NOMEM) flowpic__error(in.err, res, in.pos, "out of memory");
+        flowpic_dataset_free(ds);
+    }
+    return res;
+}
+
+#ifndef FLOWPIC_NO_STDIO
+FLOWPIC_DEF flowpic_result flowpic_read_file(const char *path, uint64_t max, uint8_t **data, size_t *size,
+                                             flowpic_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t *buf = 0;
+    size_t len = 0, cap = 0;
+    flowpic_result res = FLOWPIC_OK;
+    if (!f) {
+        flowpic__error(err, FLOWPIC_ERR_IO, 0, "cannot open");
+        return FLOWPIC_ERR_IO;
+    }
+    for (;;) { /* no seeking: works on pipes too */
+        size_t got;
+        if (len == cap && (res = flowpic__reserve((void **)&buf, &cap, len + 65536, 1)) != FLOWPIC_OK) break;
+        got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (len > max) {
+            res = FLOWPIC_ERR_LIMIT;
+            flowpic__error(err, res, max, "file larger than the limit");
+            break;
+        }
+        if (got == 0) {
+            if (ferror(f)) {
+                res = FLOWPIC_ERR_IO;
+                flowpic__error(err, res, len, "read error");
+            }
+            break;
+        }
+    }
+    fclose(f);
+    if (res != FLOWPIC_OK) {
+        if (res == FLOWPIC_ERR_NOMEM) flowpic__error(err, res, len, "out of memory");
+        FLOWPIC_FREE(buf);
+        return res;
+    }
+    *data = buf;
+    *size = len;
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_write_file_atomic(const char *path, const void *data, size_t size,
+                                                     flowpic_error *err)
+{
+    size_t n = strlen(path);
+    char *tmp = (char *)FLOWPIC_MALLOC(n + 5);
+    FILE *f;
+    int ok;
+    if (!tmp) {
+        flowpic__error(err, FLOWPIC_ERR_NOMEM, 0, "out of memory");
+        return FLOWPIC_ERR_NOMEM;
+    }
+    memcpy(tmp, path, n);
+    memcpy(tmp + n, ".tmp", 5);
+    f = fopen(tmp, "wb");
+    if (!f) {
+        FLOWPIC_FREE(tmp);
+        flowpic__error(err, FLOWPIC_ERR_IO, 0, "cannot create the output file");
+        return FLOWPIC_ERR_IO;
+    }
+    ok = fwrite(data, 1, size, f) == size;
+    ok = (fflush(f) == 0) && ok;
+    ok = (fclose(f) == 0) && ok;
+    if (ok) ok = rename(tmp, path) == 0;
+    if (!ok) remove(tmp);
+    FLOWPIC_FREE(tmp);
+    if (!ok) {
+        flowpic__error(err, FLOWPIC_ERR_IO, 0, "cannot write the output file (disk full?)");
+        return FLOWPIC_ERR_IO;
+    }
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_dataset_save(const flowpic_dataset *ds, const char *path, flowpic_error *err)
+{
+    uint8_t *data;
+    size_t size;
+    flowpic_result res = flowpic_dataset_to_memory(ds, &data, &size);
+    if (res != FLOWPIC_OK) {
+        flowpic__error(err, res, 0, flowpic_result_string(res));
+        return res;
+    }
+    res = flowpic_write_file_atomic(path, data, size, err);
+    FLOWPIC_FREE(data);
+    return res;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_dataset_load(flowpic_dataset *ds, const char *path, flowpic_error *err)
+{
+    uint8_t *data;
+    size_t size;
+    flowpic_result res = flowpic_read_file(path, FLOWPIC_MAX_DATASET_BYTES, &data, &size, err);
+    if (res != FLOWPIC_OK) {
+        flowpic_dataset_init(ds, 0);
+        return res;
+    }
+    res = flowpic_dataset_from_memory(ds, data, size, err);
+    FLOWPIC_FREE(data);
+    return res;
+}
+#endif
 
 #ifdef __cplusplus
 }
