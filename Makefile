@@ -52,6 +52,7 @@ test-fuzz-replay: $(BUILD)/fuzz_replay
 
 test-oracle: flowpic
 	sh tests/oracle_tshark.sh
+	sh tests/oracle_labels.sh
 
 # libFuzzer (clang): make fuzz FUZZ_SECONDS=600
 FUZZ_SECONDS ?= 60

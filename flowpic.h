@@ -384,6 +384,19 @@ FLOWPIC_DEF flowpic_result flowpic_write_file_atomic(const char *path, const voi
                                                      flowpic_error *err);
 #endif
 
+/* >>images ------------------------------------------------------------------------------------
+ * Pictures as files people and other tools can open. Orientation: time left to right, size
+ * bottom to top; every non-zero pixel black on white (the paper's figures), each scale x scale. */
+
+FLOWPIC_DEF flowpic_result flowpic_picture_png(const flowpic_picture *pic, uint32_t scale, uint8_t **data,
+                                               size_t *size);
+FLOWPIC_DEF flowpic_result flowpic_picture_pgm(const flowpic_picture *pic, uint32_t scale, uint8_t **data,
+                                               size_t *size);
+/* The header of a NumPy .npy file (format 1.0, C order) for an array of the given shape and
+ * dtype ("<f4", "|u1", "<i4"...): header is FLOWPIC_NPY_HEADER bytes; returns its length. */
+#define FLOWPIC_NPY_HEADER 128
+FLOWPIC_DEF size_t flowpic_npy_header(char *header, const char *dtype, const uint64_t *shape, int ndim);
+
 #ifdef __cplusplus
 }
 #endif
@@ -400,6 +413,7 @@ FLOWPIC_DEF flowpic_result flowpic_write_file_atomic(const char *path, const voi
 #endif
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1794,6 +1808,146 @@ FLOWPIC_DEF flowpic_result flowpic_dataset_load(flowpic_dataset *ds, const char 
     return res;
 }
 #endif
+
+/* ---- images ------------------------------------------------------------------------------------ */
+
+/* The 8-bit gray image (0 = black) of a picture: rows top (largest sizes) to bottom. */
+static flowpic_result flowpic__gray(const flowpic_picture *pic, uint32_t scale, uint8_t **gray, uint32_t *side)
+{
+    uint32_t i, s = pic->res * scale;
+    if (!scale || !pic->res || scale > FLOWPIC_MAX_RES || s > 65536u) return FLOWPIC_ERR_ARG;
+    *gray = (uint8_t *)FLOWPIC_MALLOC((size_t)s * s);
+    if (!*gray) return FLOWPIC_ERR_NOMEM;
+    memset(*gray, 255, (size_t)s * s);
+    for (i = 0; i < pic->n; i++) {
+        uint32_t row = pic->pixels[i].index / pic->res, col = pic->pixels[i].index % pic->res, y, x;
+        uint32_t top = (pic->res - 1 - row) * scale;
+        for (y = 0; y < scale; y++)
+            for (x = 0; x < scale; x++) (*gray)[(size_t)(top + y) * s + col * scale + x] = 0;
+    }
+    *side = s;
+    return FLOWPIC_OK;
+}
+
+static void flowpic__put_be32(flowpic__out *o, uint32_t v)
+{
+    uint8_t b[4];
+    b[0] = (uint8_t)(v >> 24);
+    b[1] = (uint8_t)(v >> 16);
+    b[2] = (uint8_t)(v >> 8);
+    b[3] = (uint8_t)v;
+    flowpic__put(o, b, 4);
+}
+
+/* One PNG chunk: length, type, data, CRC of type and data. */
+static void flowpic__png_chunk(flowpic__out *o, const char *type, const uint8_t *data, size_t n)
+{
+    size_t at;
+    flowpic__put_be32(o, (uint32_t)n);
+    at = o->len;
+    flowpic__put(o, type, 4);
+    flowpic__put(o, data, n);
+    if (!o->failed) flowpic__put_be32(o, flowpic_crc32(0, o->data + at, n + 4));
+}
+
+FLOWPIC_DEF flowpic_result flowpic_picture_png(const flowpic_picture *pic, uint32_t scale, uint8_t **data,
+                                               size_t *size)
+{
+    uint8_t *gray, ihdr[13];
+    uint32_t side, y, a = 1, b = 0;
+    flowpic__out o, z;
+    size_t raw, done = 0, i;
+    flowpic_result res = flowpic__gray(pic, scale, &gray, &side);
+    if (res != FLOWPIC_OK) return res;
+    memset(&o, 0, sizeof o);
+    memset(&z, 0, sizeof z);
+    /* zlib stream of stored deflate blocks over the filtered rows (filter byte 0 each) */
+    raw = (size_t)side * (side + 1);
+    flowpic__put(&z, "\x78\x01", 2);
+    while (done < raw) {
+        size_t n = raw - done > 65535 ? 65535 : raw - done;
+        uint8_t hdr[5];
+        hdr[0] = done + n == raw ? 1 : 0;
+        hdr[1] = (uint8_t)n;
+        hdr[2] = (uint8_t)(n >> 8);
+        hdr[3] = (uint8_t)~n;
+        hdr[4] = (uint8_t)(~n >> 8);
+        flowpic__put(&z, hdr, 5);
+        for (i = done; i < done + n; i++) {
+            size_t row = i / (side + 1), col = i % (side + 1);
+            uint8_t v = col == 0 ? 0 : gray[row * side + col - 1];
+            flowpic__put(&z, &v, 1);
+            a = (a + v) % 65521u;
+            b = (b + a) % 65521u;
+        }
+        done += n;
+    }
+    flowpic__put_be32(&z, b << 16 | a);
+    flowpic__put(&o, "\x89PNG\r\n\x1a\n", 8);
+    for (y = 0; y < 4; y++) {
+        ihdr[y] = (uint8_t)(side >> (24 - 8 * y));
+        ihdr[4 + y] = ihdr[y];
+    }
+    ihdr[8] = 8;  /* bit depth */
+    ihdr[9] = 0;  /* grayscale */
+    ihdr[10] = ihdr[11] = ihdr[12] = 0;
+    flowpic__png_chunk(&o, "IHDR", ihdr, 13);
+    if (!z.failed) flowpic__png_chunk(&o, "IDAT", z.data, z.len);
+    flowpic__png_chunk(&o, "IEND", 0, 0);
+    FLOWPIC_FREE(gray);
+    FLOWPIC_FREE(z.data);
+    if (o.failed || z.failed) {
+        FLOWPIC_FREE(o.data);
+        return FLOWPIC_ERR_NOMEM;
+    }
+    *data = o.data;
+    *size = o.len;
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_picture_pgm(const flowpic_picture *pic, uint32_t scale, uint8_t **data,
+                                               size_t *size)
+{
+    uint8_t *gray;
+    uint32_t side;
+    char head[64];
+    flowpic__out o;
+    int n;
+    flowpic_result res = flowpic__gray(pic, scale, &gray, &side);
+    if (res != FLOWPIC_OK) return res;
+    memset(&o, 0, sizeof o);
+    n = snprintf(head, sizeof head, "P5\n%u %u\n255\n", side, side);
+    flowpic__put(&o, head, (size_t)n);
+    flowpic__put(&o, gray, (size_t)side * side);
+    FLOWPIC_FREE(gray);
+    if (o.failed) {
+        FLOWPIC_FREE(o.data);
+        return FLOWPIC_ERR_NOMEM;
+    }
+    *data = o.data;
+    *size = o.len;
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF size_t flowpic_npy_header(char *header, const char *dtype, const uint64_t *shape, int ndim)
+{
+    char dims[96];
+    size_t len = 0, total;
+    int i;
+    dims[0] = '\0';
+    for (i = 0; i < ndim; i++)
+        len += (size_t)snprintf(dims + len, sizeof dims - len, "%llu%s", (unsigned long long)shape[i],
+                                ndim == 1 || i + 1 < ndim ? "," : "");
+    memcpy(header, "\x93NUMPY\x01\x00", 8);
+    len = (size_t)snprintf(header + 10, FLOWPIC_NPY_HEADER - 10, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
+                           dtype, dims);
+    total = FLOWPIC_NPY_HEADER; /* padded with spaces, ending in a newline: 64-byte aligned data */
+    memset(header + 10 + len, ' ', total - 10 - len);
+    header[total - 1] = '\n';
+    header[8] = (char)((total - 10) & 0xFF);
+    header[9] = (char)((total - 10) >> 8);
+    return total;
+}
 
 #ifdef __cplusplus
 }

@@ -2,18 +2,29 @@
  *
  *   flowpic info FILE...                      what a capture holds
  *   flowpic flows [--bidirectional] FILE...   one TSV line per flow
+ *   flowpic extract [OPTIONS] -o OUT FILE...  captures -> labelled data set of blocks
+ *   flowpic blocks [OPTIONS] FILE...          one TSV line per block
+ *   flowpic stats DATASET...                  classes, blocks, packets, sources
+ *   flowpic render [OPTIONS] -o OUT.png X     one FlowPic as PNG or PGM
+ *   flowpic export --npy OUT.npy DATASET...   pictures and labels for NumPy
  *   flowpic help [COMMAND]                    usage
  *
  * Build: cc -O2 -o flowpic examples/flowpic.c -lm   (from the top of the repository)
  * Exit status: 0 success, 1 runtime error (bad input, I/O), 2 usage error.
  */
+#define _POSIX_C_SOURCE 200809L /* the CLI only: isatty, stat, clock_gettime, inet_pton */
 #define FLOWPIC_IMPLEMENTATION
 #include "../flowpic.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
@@ -291,6 +302,1104 @@ static int cmd_flows(int argc, char **argv)
     return status;
 }
 
+/* ---- selection: presets, windows, labels and flow filters (extract, blocks) -------------------- */
+
+#define MAX_FILTER_ITEMS 32
+
+typedef struct net_filter {
+    uint8_t addr[16];
+    int version;
+    unsigned prefix;
+} net_filter;
+
+/* Flow filters (all given must hold; repeated --port / --net mean any of them). */
+typedef struct flow_filter {
+    int proto; /* 0 = any */
+    uint16_t ports[MAX_FILTER_ITEMS];
+    int n_ports;
+    net_filter nets[MAX_FILTER_ITEMS];
+    int n_nets;
+    uint64_t min_packets;
+    double min_duration, min_rate, max_rate;
+    int has_min_duration, has_min_rate, has_max_rate;
+} flow_filter;
+
+typedef struct label_rule {
+    char *glob;
+    char *label;
+    flow_filter filter;
+} label_rule;
+
+typedef struct label_map {
+    label_rule *rules;
+    size_t n, cap;
+} label_map;
+
+typedef struct selection {
+    flowpic_preset preset;
+    double block_s, step_s, idle_s; /* < 0: the preset's */
+    long min_packets;               /* < 0: the preset's */
+    int bidirectional, clip;
+    const char *label;
+    const char *labels_path;
+    label_map map;
+    flow_filter filter;
+    int progress; /* -1: when stderr is a terminal */
+    const char *output;
+} selection;
+
+static int parse_double(const char *s, double *out)
+{
+    char *end;
+    double v;
+    errno = 0;
+    v = strtod(s, &end);
+    if (end == s || *end || errno || v != v || v < 0) return 0;
+    *out = v;
+    return 1;
+}
+
+static int parse_ulong(const char *s, unsigned long long max, unsigned long long *out)
+{
+    char *end;
+    unsigned long long v;
+    if (!*s || *s == '-') return 0;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (*end || errno || v > max) return 0;
+    *out = v;
+    return 1;
+}
+
+static int parse_cidr(const char *s, net_filter *net)
+{
+    char buf[64];
+    const char *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    unsigned long long prefix;
+    if (n >= sizeof buf) return 0;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    memset(net, 0, sizeof *net);
+    if (inet_pton(AF_INET, buf, net->addr) == 1) net->version = 4;
+    else if (inet_pton(AF_INET6, buf, net->addr) == 1) net->version = 6;
+    else return 0;
+    if (!slash) prefix = net->version == 4 ? 32 : 128;
+    else if (!parse_ulong(slash + 1, net->version == 4 ? 32 : 128, &prefix)) return 0;
+    net->prefix = (unsigned)prefix;
+    return 1;
+}
+
+/* One filter option: 1 taken, 0 not a filter option, -1 bad value. */
+static int filter_option(flow_filter *f, const char *name, const char *value)
+{
+    unsigned long long v;
+    if (!strcmp(name, "--proto")) {
+        if (!strcmp(value, "tcp")) f->proto = 6;
+        else if (!strcmp(value, "udp")) f->proto = 17;
+        else return -1;
+    } else if (!strcmp(name, "--port")) {
+        if (!parse_ulong(value, 65535, &v) || f->n_ports == MAX_FILTER_ITEMS) return -1;
+        f->ports[f->n_ports++] = (uint16_t)v;
+    } else if (!strcmp(name, "--net")) {
+        if (f->n_nets == MAX_FILTER_ITEMS || !parse_cidr(value, &f->nets[f->n_nets])) return -1;
+        f->n_nets++;
+    } else if (!strcmp(name, "--min-flow-packets")) {
+        if (!parse_ulong(value, UINT64_MAX, &v)) return -1;
+        f->min_packets = v;
+    } else if (!strcmp(name, "--min-duration")) {
+        if (!parse_double(value, &f->min_duration)) return -1;
+        f->has_min_duration = 1;
+    } else if (!strcmp(name, "--min-rate")) {
+        if (!parse_double(value, &f->min_rate)) return -1;
+        f->has_min_rate = 1;
+    } else if (!strcmp(name, "--max-rate")) {
+        if (!parse_double(value, &f->max_rate)) return -1;
+        f->has_max_rate = 1;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static int net_contains(const net_filter *net, const flowpic_key *k, const uint8_t *addr)
+{
+    unsigned bits = net->prefix, i;
+    if (k->ip_version != net->version) return 0;
+    for (i = 0; bits >= 8; i++, bits -= 8)
+        if (addr[i] != net->addr[i]) return 0;
+    return bits == 0 || ((addr[i] ^ net->addr[i]) & (0xFF00u >> bits) & 0xFFu) == 0;
+}
+
+static int filter_passes(const flow_filter *f, const flowpic_flow *flow)
+{
+    const flowpic_key *k = &flow->key;
+    double duration = (double)(flow->last_ns > flow->first_ns ? flow->last_ns - flow->first_ns : 0) / 1e9;
+    double rate = duration > 0 ? (double)flow->packets / duration : 0;
+    int i, hit;
+    if (f->proto && k->proto != f->proto) return 0;
+    for (i = 0, hit = !f->n_ports; i < f->n_ports && !hit; i++) hit = k->sport == f->ports[i] || k->dport == f->ports[i];
+    if (!hit) return 0;
+    for (i = 0, hit = !f->n_nets; i < f->n_nets && !hit; i++)
+        hit = net_contains(&f->nets[i], k, k->src) || net_contains(&f->nets[i], k, k->dst);
+    if (!hit) return 0;
+    if (flow->packets < f->min_packets) return 0;
+    if (f->has_min_duration && duration < f->min_duration) return 0;
+    if (f->has_min_rate && rate < f->min_rate) return 0;
+    if (f->has_max_rate && rate > f->max_rate) return 0;
+    return 1;
+}
+
+/* fnmatch-style: '*' (any run, '/' included), '?', '[...]' with ranges and '!' / '^'. */
+static int glob_match(const char *g, const char *s)
+{
+    for (; *g; g++, s++) {
+        if (*g == '*') {
+            while (g[1] == '*') g++;
+            if (!g[1]) return 1;
+            for (; *s; s++)
+                if (glob_match(g + 1, s)) return 1;
+            return 0;
+        }
+        if (!*s) return 0;
+        if (*g == '[') {
+            const char *p = g + 1;
+            int negate = *p == '!' || *p == '^', hit = 0;
+            if (negate) p++;
+            for (; *p && (*p != ']' || p == g + 1 + negate); p++) {
+                if (p[1] == '-' && p[2] && p[2] != ']') {
+                    hit |= (unsigned char)*s >= (unsigned char)p[0] && (unsigned char)*s <= (unsigned char)p[2];
+                    p += 2;
+                } else {
+                    hit |= *p == *s;
+                }
+            }
+            if (!*p || hit == negate) return 0;
+            g = p;
+        } else if (*g != '?' && *g != *s) {
+            return 0;
+        }
+    }
+    return !*s;
+}
+
+/* A rule's glob matches the path as given or any trailing part of it after a '/'. */
+static int path_matches(const char *glob, const char *path)
+{
+    const char *p;
+    if (glob_match(glob, path)) return 1;
+    for (p = strchr(path, '/'); p; p = strchr(p + 1, '/'))
+        if (glob_match(glob, p + 1)) return 1;
+    return 0;
+}
+
+static const label_rule *find_rule(const label_map *m, const char *path)
+{
+    size_t i;
+    for (i = 0; i < m->n; i++)
+        if (path_matches(m->rules[i].glob, path)) return &m->rules[i];
+    return 0;
+}
+
+static char *copy_string(const char *s, size_t n)
+{
+    char *c = (char *)malloc(n + 1);
+    if (c) {
+        memcpy(c, s, n);
+        c[n] = '\0';
+    }
+    return c;
+}
+
+/* The filter column of a rule: options separated by spaces. */
+static int parse_rule_filter(flow_filter *f, char *text)
+{
+    char *name = strtok(text, " "), *value;
+    while (name) {
+        value = strtok(0, " ");
+        if (!value || filter_option(f, name, value) != 1) return 0;
+        name = strtok(0, " ");
+    }
+    return 1;
+}
+
+static void free_label_map(label_map *m)
+{
+    size_t i;
+    for (i = 0; i < m->n; i++) {
+        free(m->rules[i].glob);
+        free(m->rules[i].label);
+    }
+    free(m->rules);
+    memset(m, 0, sizeof *m);
+}
+
+/* Lines "GLOB<TAB>LABEL[<TAB>FILTER]"; '#' comments and a "glob" header line are skipped. */
+static int load_label_map(const char *path, label_map *m)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    int lineno = 0;
+    if (!f) {
+        fprintf(stderr, "flowpic: %s: cannot open: %s\n", path, strerror(errno));
+        return 0;
+    }
+    while (fgets(line, sizeof line, f)) {
+        char *tab, *tab2, *end = line + strlen(line);
+        label_rule r;
+        lineno++;
+        while (end > line && (end[-1] == '\n' || end[-1] == '\r')) *--end = '\0';
+        if (!line[0] || line[0] == '#') continue;
+        tab = strchr(line, '\t');
+        if (lineno == 1 && !strncmp(line, "glob\t", 5)) continue;
+        memset(&r, 0, sizeof r);
+        tab2 = tab ? strchr(tab + 1, '\t') : 0;
+        if (!tab || tab == line || (tab2 ? tab2 == tab + 1 : !tab[1]) ||
+            (tab2 && !parse_rule_filter(&r.filter, tab2 + 1))) {
+            fprintf(stderr, "flowpic: %s: line %d: expected GLOB<TAB>LABEL[<TAB>FILTER OPTIONS]\n", path, lineno);
+            fclose(f);
+            return 0;
+        }
+        if (m->n == m->cap) {
+            size_t cap = m->cap ? m->cap * 2 : 16;
+            label_rule *nr = (label_rule *)realloc(m->rules, cap * sizeof *nr);
+            if (!nr) break;
+            m->rules = nr;
+            m->cap = cap;
+        }
+        r.glob = copy_string(line, (size_t)(tab - line));
+        r.label = copy_string(tab + 1, tab2 ? (size_t)(tab2 - tab - 1) : strlen(tab + 1));
+        m->rules[m->n++] = r;
+        if (!r.glob || !r.label) break;
+    }
+    fclose(f);
+    return 1;
+}
+
+static int is_value_option(const char *name)
+{
+    static const char *const names[] = {"--preset", "--block", "--step", "--min-packets", "--idle-timeout",
+                                        "--label", "--labels", "-o", "--proto", "--port", "--net",
+                                        "--min-flow-packets", "--min-duration", "--min-rate", "--max-rate"};
+    size_t i;
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(name, names[i])) return 1;
+    return 0;
+}
+
+/* Options shared by extract and blocks: 1 taken (i advanced past a value), 0 not ours,
+ * -1 usage error (reported). */
+static int selection_option(const char *cmd, selection *sel, int argc, char **argv, int *i)
+{
+    const char *name = argv[*i], *value = *i + 1 < argc ? argv[*i + 1] : 0;
+    unsigned long long v;
+    int r;
+    if (!strcmp(name, "--bidirectional")) {
+        sel->bidirectional = 1;
+        return 1;
+    }
+    if (!strcmp(name, "--clip")) {
+        sel->clip = 1;
+        return 1;
+    }
+    if (!strcmp(name, "--progress") || !strcmp(name, "--no-progress")) {
+        sel->progress = name[2] == 'p';
+        return 1;
+    }
+    if (!is_value_option(name)) return 0;
+    if (!value) {
+        fail_usage(cmd, "missing value after", name);
+        return -1;
+    }
+    (*i)++;
+    if (!strcmp(name, "--preset")) r = flowpic_preset_from_name(value, &sel->preset) ? 1 : -1;
+    else if (!strcmp(name, "--block")) r = parse_double(value, &sel->block_s) && sel->block_s > 0 ? 1 : -1;
+    else if (!strcmp(name, "--step")) r = parse_double(value, &sel->step_s) && sel->step_s > 0 ? 1 : -1;
+    else if (!strcmp(name, "--idle-timeout")) r = parse_double(value, &sel->idle_s) ? 1 : -1;
+    else if (!strcmp(name, "--min-packets")) {
+        r = parse_ulong(value, 1u << 28, &v) && v > 0 ? 1 : -1;
+        sel->min_packets = (long)v;
+    } else if (!strcmp(name, "--label")) sel->label = value, r = 1;
+    else if (!strcmp(name, "--labels")) sel->labels_path = value, r = 1;
+    else if (!strcmp(name, "-o")) sel->output = value, r = 1;
+    else r = filter_option(&sel->filter, name, value);
+    if (r != 1) {
+        fprintf(stderr, "flowpic: invalid value '%s' for %s\n", value, name);
+        fprintf(stderr, "usage: flowpic %s ... (see 'flowpic help %s')\n", cmd, cmd);
+        return -1;
+    }
+    return 1;
+}
+
+/* The cutting configuration a selection asks for; 0 after a usage message when it is invalid. */
+static int selection_config(const char *cmd, const selection *sel, flowpic_block_config *cfg)
+{
+    flowpic_block_config_preset(cfg, sel->preset);
+    if (sel->block_s > 0) cfg->block_ns = (uint64_t)(sel->block_s * 1e9 + 0.5);
+    if (sel->step_s > 0) cfg->step_ns = (uint64_t)(sel->step_s * 1e9 + 0.5);
+    else if (sel->block_s > 0) cfg->step_ns = cfg->block_ns;
+    if (sel->idle_s > 0) cfg->idle_timeout_ns = (uint64_t)(sel->idle_s * 1e9 + 0.5);
+    if (sel->min_packets > 0) cfg->min_packets = (uint32_t)sel->min_packets;
+    if (sel->bidirectional) cfg->bidirectional = 1;
+    if (sel->clip) cfg->size_policy = FLOWPIC_SIZE_CLIP;
+    if (flowpic_block_config_check(cfg) != FLOWPIC_OK) {
+        fail_usage(cmd, sel->preset == FLOWPIC_PRESET_ORIGINAL
+                            ? "the original preset has fixed 60 s windows"
+                            : "invalid windows: need 0 < step <= block, block < 78 h, block / step <= 4096",
+                   0);
+        return 0;
+    }
+    return 1;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Progress on stderr, about 6 redraws a second: files, packets/s, ETA by bytes. */
+typedef struct progress {
+    int on;
+    int file, files;
+    uint64_t packets, bytes_done, bytes_total;
+    double start, last;
+} progress;
+
+static uint64_t file_size(const char *path)
+{
+    struct stat st;
+    return strcmp(path, "-") && stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static void progress_init(progress *p, int setting, char **files, int n)
+{
+    int i;
+    memset(p, 0, sizeof *p);
+    p->on = setting < 0 ? isatty(fileno(stderr)) : setting;
+    p->files = n;
+    for (i = 0; i < n; i++) p->bytes_total += file_size(files[i]);
+    p->start = p->last = now_seconds();
+}
+
+static void progress_show(progress *p, uint64_t file_bytes, int force)
+{
+    double t, rate, eta;
+    uint64_t done = p->bytes_done + file_bytes;
+    if (!p->on) return;
+    t = now_seconds();
+    if (!force && t - p->last < 0.16) return;
+    p->last = t;
+    rate = t > p->start ? (double)p->packets / (t - p->start) : 0;
+    eta = done && p->bytes_total > done ? (t - p->start) * (double)(p->bytes_total - done) / (double)done : 0;
+    fprintf(stderr, "\rfile %d/%d  %llu packets  %.0f packets/s  %3.0f%%  ETA %.0f s   ", p->file, p->files,
+            (unsigned long long)p->packets, rate,
+            p->bytes_total ? 100.0 * (double)done / (double)p->bytes_total : 0.0, eta);
+    if (force) fputc('\n', stderr);
+}
+
+/* The blocks of one capture, kept until the flows' totals are known (the filters need them). */
+typedef struct cut_record {
+    size_t flow;
+    uint32_t generation, index, n;
+    uint64_t start_ns, first;
+} cut_record;
+
+typedef struct file_cut {
+    flowpic_cutter cutter;
+    cut_record *recs;
+    size_t n_recs, cap_recs;
+    flowpic_pkt *pkts;
+    size_t n_pkts, cap_pkts;
+    int failed; /* out of memory or a flow limit */
+    flowpic_result error;
+    progress *prog;
+    const pcapl_reader *reader;
+} file_cut;
+
+static void collect_block(void *user, const flowpic_block *b)
+{
+    file_cut *fc = (file_cut *)user;
+    cut_record *r;
+    if (fc->failed) return;
+    if (fc->n_recs == fc->cap_recs) {
+        size_t cap = fc->cap_recs ? fc->cap_recs * 2 : 64;
+        cut_record *nr = (cut_record *)realloc(fc->recs, cap * sizeof *nr);
+        if (!nr) goto nomem;
+        fc->recs = nr;
+        fc->cap_recs = cap;
+    }
+    while (fc->n_pkts + b->n_packets > fc->cap_pkts) {
+        size_t cap = fc->cap_pkts ? fc->cap_pkts * 2 : 4096;
+        flowpic_pkt *np = (flowpic_pkt *)realloc(fc->pkts, cap * sizeof *np);
+        if (!np) goto nomem;
+        fc->pkts = np;
+        fc->cap_pkts = cap;
+    }
+    r = &fc->recs[fc->n_recs++];
+    r->flow = b->flow;
+    r->generation = b->flow_generation;
+    r->index = b->index;
+    r->n = b->n_packets;
+    r->start_ns = b->start_ns;
+    r->first = fc->n_pkts;
+    memcpy(fc->pkts + fc->n_pkts, b->packets, b->n_packets * sizeof *b->packets);
+    fc->n_pkts += b->n_packets;
+    return;
+nomem:
+    fc->failed = 1;
+    fc->error = FLOWPIC_ERR_NOMEM;
+}
+
+static void cut_packet(void *user, const pcapl_packet *pkt, const pcapl_decoded *d, pcapl_skip skip)
+{
+    file_cut *fc = (file_cut *)user;
+    flowpic_packet p;
+    flowpic_result res;
+    if (fc->prog && !(++fc->prog->packets & 0xFFFF)) progress_show(fc->prog, fc->reader->bytes, 0);
+    if (skip != PCAPL_SKIP_NONE || fc->failed) return;
+    flowpic_packet_from_decoded(&p, pkt->ts_ns, d);
+    res = flowpic_cutter_add(&fc->cutter, &p);
+    if (res != FLOWPIC_OK) {
+        fc->failed = 1;
+        fc->error = res;
+    }
+}
+
+static int cmp_record(const void *a, const void *b)
+{
+    const cut_record *x = (const cut_record *)a, *y = (const cut_record *)b;
+    if (x->flow != y->flow) return x->flow < y->flow ? -1 : 1;
+    if (x->generation != y->generation) return x->generation < y->generation ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* What a command does with each selected block. */
+typedef void (*block_sink)(void *user, const flowpic_flow *flow, const cut_record *rec, const flowpic_pkt *pkts);
+
+/* Cuts one capture into blocks and hands the blocks of the flows that pass both filters to
+ * sink, flow by flow in first-seen order. 0 on success, 1 after reporting an error. */
+static int cut_capture(const flowpic_block_config *cfg, const char *path, const flow_filter *filter,
+                       const flow_filter *rule_filter, block_sink sink, void *user, progress *prog)
+{
+    file_cut fc;
+    pcapl_reader r;
+    size_t i;
+    int failed;
+    memset(&fc, 0, sizeof fc);
+    fc.prog = prog;
+    fc.reader = &r;
+    flowpic_cutter_init(&fc.cutter, cfg, collect_block, &fc);
+    failed = scan_capture(path, &r, cut_packet, &fc);
+    if (!fc.failed) {
+        flowpic_result res = flowpic_cutter_flush(&fc.cutter);
+        if (res != FLOWPIC_OK) fc.failed = 1, fc.error = res;
+    }
+    if (prog) prog->bytes_done += r.bytes;
+    pcapl_close(&r);
+    if (fc.failed) {
+        fprintf(stderr, "flowpic: %s: %s\n", path, flowpic_result_string(fc.error));
+        failed = 1;
+    }
+    qsort(fc.recs, fc.n_recs, sizeof *fc.recs, cmp_record);
+    for (i = 0; i < fc.n_recs && !fc.failed; i++) {
+        const flowpic_flow *flow = &fc.cutter.flows.flows[fc.recs[i].flow];
+        if (filter_passes(filter, flow) && (!rule_filter || filter_passes(rule_filter, flow)))
+            sink(user, flow, &fc.recs[i], fc.pkts + fc.recs[i].first);
+    }
+    flowpic_cutter_free(&fc.cutter);
+    free(fc.recs);
+    free(fc.pkts);
+    return failed;
+}
+
+/* Parses the options of extract / blocks / render; returns the index of the first file, or -1
+ * after a usage error. */
+/* A command's own value options besides the selection: 1 taken, 0 not its, -1 bad value. */
+typedef int (*extra_option_fn)(void *user, const char *name, const char *value);
+
+static int parse_selection(const char *cmd, selection *sel, int argc, char **argv, flowpic_block_config *cfg,
+                           extra_option_fn extra, void *extra_user)
+{
+    int i;
+    memset(sel, 0, sizeof *sel);
+    sel->block_s = sel->step_s = sel->idle_s = -1;
+    sel->min_packets = -1;
+    sel->progress = -1;
+    for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+        int r;
+        if (!strcmp(argv[i], "--")) {
+            i++;
+            break;
+        }
+        if (extra && i + 1 < argc && (r = extra(extra_user, argv[i], argv[i + 1])) != 0) {
+            if (r < 0) {
+                fprintf(stderr, "flowpic: invalid value '%s' for %s\n", argv[i + 1], argv[i]);
+                fail_usage(cmd, "see the options", 0);
+                return -1;
+            }
+            i++;
+            continue;
+        }
+        r = selection_option(cmd, sel, argc, argv, &i);
+        if (r < 0) return -1;
+        if (r == 0) {
+            fail_usage(cmd, "unknown option", argv[i]);
+            return -1;
+        }
+    }
+    if (sel->label && sel->labels_path) {
+        fail_usage(cmd, "give --label or --labels, not both", 0);
+        return -1;
+    }
+    if (!selection_config(cmd, sel, cfg)) return -1;
+    if (sel->labels_path && !load_label_map(sel->labels_path, &sel->map)) return -2;
+    return i;
+}
+
+/* The label and rule filter for a file; 0 when a label map has no rule for it. */
+static int label_for(const selection *sel, const char *path, const char **label, const flow_filter **rule_filter)
+{
+    *rule_filter = 0;
+    if (sel->labels_path) {
+        const label_rule *rule = find_rule(&sel->map, path);
+        if (!rule) return 0;
+        *label = rule->label;
+        *rule_filter = &rule->filter;
+        return 1;
+    }
+    *label = sel->label ? sel->label : "unlabelled";
+    return 1;
+}
+
+/* ---- extract --------------------------------------------------------------------------------- */
+
+typedef struct extract_state {
+    flowpic_dataset ds;
+    uint32_t source;
+    uint16_t label;
+    size_t last_flow;       /* cutter flow of the last block added, and its data-set flow */
+    uint32_t last_generation, last_id;
+    int have_last;
+    flowpic_result error;
+} extract_state;
+
+static void extract_sink(void *user, const flowpic_flow *flow, const cut_record *rec, const flowpic_pkt *pkts)
+{
+    extract_state *st = (extract_state *)user;
+    flowpic_block b;
+    flowpic_result res = FLOWPIC_OK;
+    if (st->error != FLOWPIC_OK) return;
+    if (!st->have_last || st->last_flow != rec->flow || st->last_generation != rec->generation) {
+        res = flowpic_dataset_add_flow(&st->ds, &flow->key, st->source, rec->generation, &st->last_id);
+        st->last_flow = rec->flow;
+        st->last_generation = rec->generation;
+        st->have_last = 1;
+    }
+    memset(&b, 0, sizeof b);
+    b.index = rec->index;
+    b.start_ns = rec->start_ns;
+    b.n_packets = rec->n;
+    b.packets = pkts;
+    if (res == FLOWPIC_OK) res = flowpic_dataset_add_block(&st->ds, st->last_id, st->label, &b);
+    st->error = res;
+}
+
+static void print_class_summary(FILE *out, const flowpic_dataset *ds)
+{
+    uint32_t c;
+    size_t i;
+    fprintf(out, "class\tblocks\tpackets\n");
+    for (c = 0; c < ds->n_classes; c++) {
+        uint64_t blocks = 0, packets = 0;
+        for (i = 0; i < ds->n_blocks; i++)
+            if (ds->blocks[i].label == c) {
+                blocks++;
+                packets += ds->blocks[i].n_packets;
+            }
+        fprintf(out, "%s\t%llu\t%llu\n", ds->classes[c], (unsigned long long)blocks, (unsigned long long)packets);
+    }
+}
+
+/* Runs the selection over files into ds (extract, render from captures). */
+static int extract_into(const selection *sel, const flowpic_block_config *cfg, int n, char **files,
+                        extract_state *st, int *skipped)
+{
+    progress prog;
+    int i, status = 0;
+    progress_init(&prog, sel->progress, files, n);
+    for (i = 0; i < n; i++) {
+        const char *label;
+        const flow_filter *rule_filter;
+        flowpic_result res;
+        prog.file = i + 1;
+        if (!label_for(sel, files[i], &label, &rule_filter)) {
+            (*skipped)++;
+            continue;
+        }
+        res = flowpic_dataset_source(&st->ds, files[i], &st->source);
+        if (res == FLOWPIC_OK) res = flowpic_dataset_class(&st->ds, label, &st->label);
+        if (res != FLOWPIC_OK) {
+            fprintf(stderr, "flowpic: %s: %s\n", files[i], flowpic_result_string(res));
+            return 1;
+        }
+        st->have_last = 0;
+        if (cut_capture(cfg, files[i], &sel->filter, rule_filter, extract_sink, st, &prog)) status = 1;
+        if (st->error != FLOWPIC_OK) {
+            fprintf(stderr, "flowpic: %s: %s\n", files[i], flowpic_result_string(st->error));
+            return 1;
+        }
+    }
+    progress_show(&prog, 0, 1);
+    return status;
+}
+
+static int cmd_extract(int argc, char **argv)
+{
+    selection sel;
+    flowpic_block_config cfg;
+    extract_state st;
+    flowpic_error err;
+    int first = parse_selection("extract", &sel, argc, argv, &cfg, 0, 0), skipped = 0, status;
+    if (first == -2) return EXIT_RUNTIME;
+    if (first < 0) return EXIT_USAGE;
+    if (!sel.output) {
+        fail_usage("extract", "no output file (-o OUT)", 0);
+        free_label_map(&sel.map);
+        return EXIT_USAGE;
+    }
+    if (first == argc) {
+        fail_usage("extract", "no capture given", 0);
+        free_label_map(&sel.map);
+        return EXIT_USAGE;
+    }
+    memset(&st, 0, sizeof st);
+    flowpic_dataset_init(&st.ds, &cfg);
+    status = extract_into(&sel, &cfg, argc - first, argv + first, &st, &skipped);
+    if (status == 0 || st.ds.n_blocks) {
+        if (flowpic_dataset_save(&st.ds, sel.output, &err) != FLOWPIC_OK) {
+            fprintf(stderr, "flowpic: %s: %s\n", sel.output, err.reason);
+            status = 1;
+        } else {
+            printf("wrote %s: %llu blocks, %llu packets, %u classes, %u captures", sel.output,
+                   (unsigned long long)st.ds.n_blocks, (unsigned long long)st.ds.n_packets, st.ds.n_classes,
+                   st.ds.n_sources);
+            if (skipped) printf(", %d captures matched no label rule (skipped)", skipped);
+            printf("\n");
+            print_class_summary(stdout, &st.ds);
+        }
+    }
+    flowpic_dataset_free(&st.ds);
+    free_label_map(&sel.map);
+    return status ? EXIT_RUNTIME : 0;
+}
+
+/* ---- blocks ---------------------------------------------------------------------------------- */
+
+typedef struct blocks_state {
+    flowpic_preset preset;
+} blocks_state;
+
+/* The packets of a block that are in its picture (the original preset leaves out sizes > 1500). */
+static uint32_t picture_packets(flowpic_preset preset, const flowpic_pkt *pkts, uint32_t n)
+{
+    uint32_t i, m = 0;
+    if (preset != FLOWPIC_PRESET_ORIGINAL) return n;
+    for (i = 0; i < n; i++) m += FLOWPIC_PKT_SIZE(pkts[i]) <= 1500;
+    return m;
+}
+
+static void print_key(const flowpic_key *k)
+{
+    char src[46], dst[46];
+    pcapl_format_address(k->ip_version, k->src, src);
+    pcapl_format_address(k->ip_version, k->dst, dst);
+    printf("%s\t%s\t%u\t%s\t%u", k->proto == 6 ? "tcp" : "udp", src, k->sport, dst, k->dport);
+}
+
+static void blocks_sink(void *user, const flowpic_flow *flow, const cut_record *rec, const flowpic_pkt *pkts)
+{
+    const blocks_state *st = (const blocks_state *)user;
+    print_key(&flow->key);
+    printf("\t%u\t", rec->index);
+    print_time(stdout, rec->start_ns);
+    printf("\t%u\n", picture_packets(st->preset, pkts, rec->n));
+}
+
+static int cmd_blocks(int argc, char **argv)
+{
+    selection sel;
+    flowpic_block_config cfg;
+    blocks_state st;
+    int first = parse_selection("blocks", &sel, argc, argv, &cfg, 0, 0), i, status = 0;
+    if (first == -2) return EXIT_RUNTIME;
+    if (first < 0) return EXIT_USAGE;
+    if (first == argc) {
+        fail_usage("blocks", "no capture given", 0);
+        free_label_map(&sel.map);
+        return EXIT_USAGE;
+    }
+    st.preset = cfg.preset;
+    printf("proto\tsrc\tsport\tdst\tdport\tblock\tstart\tpackets\n");
+    for (i = first; i < argc; i++) {
+        const char *label;
+        const flow_filter *rule_filter;
+        if (!label_for(&sel, argv[i], &label, &rule_filter)) continue;
+        if (cut_capture(&cfg, argv[i], &sel.filter, rule_filter, blocks_sink, &st, 0)) status = 1;
+    }
+    free_label_map(&sel.map);
+    return status ? EXIT_RUNTIME : 0;
+}
+
+/* ---- stats ----------------------------------------------------------------------------------- */
+
+/* Loads and merges data sets; 0 after reporting an error. */
+static int load_datasets(int n, char **paths, flowpic_dataset *ds)
+{
+    int i;
+    flowpic_dataset_init(ds, 0);
+    for (i = 0; i < n; i++) {
+        flowpic_dataset one;
+        flowpic_error err;
+        if (flowpic_dataset_load(&one, paths[i], &err) != FLOWPIC_OK) {
+            if (err.code == FLOWPIC_ERR_FORMAT)
+                fprintf(stderr, "flowpic: %s: offset %llu: %s\n", paths[i], (unsigned long long)err.offset, err.reason);
+            else
+                fprintf(stderr, "flowpic: %s: %s\n", paths[i], err.code == FLOWPIC_ERR_IO ? strerror(errno) : err.reason);
+            flowpic_dataset_free(ds);
+            return 0;
+        }
+        if (flowpic_dataset_merge(ds, &one, &err) != FLOWPIC_OK) {
+            fprintf(stderr, "flowpic: %s: %s\n", paths[i], err.reason);
+            flowpic_dataset_free(&one);
+            flowpic_dataset_free(ds);
+            return 0;
+        }
+        flowpic_dataset_free(&one);
+    }
+    return 1;
+}
+
+/* splitmix64's finalizer: the pixel checksum of ../shared/bench (gen_pcap.py --ref). */
+static uint64_t mix64(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9u;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBu;
+    return x ^ (x >> 31);
+}
+
+/* Non-zero pixels of every block at res, and the order-free checksum of (row, column, count). */
+static int print_pixels(const flowpic_dataset *ds, uint32_t res)
+{
+    flowpic_picture pic;
+    uint64_t pixels = 0, sum = 0;
+    size_t i;
+    uint32_t k;
+    memset(&pic, 0, sizeof pic);
+    for (i = 0; i < ds->n_blocks; i++) {
+        if (flowpic_picture_build(&pic, ds->config.preset, ds->config.block_ns, flowpic_dataset_block_packets(ds, i),
+                                  ds->blocks[i].n_packets, res) != FLOWPIC_OK)
+            return 0;
+        pixels += pic.n;
+        for (k = 0; k < pic.n; k++) {
+            uint64_t row = pic.pixels[k].index / res, col = pic.pixels[k].index % res;
+            sum += mix64(row << 40 | col << 20 | pic.pixels[k].count);
+        }
+    }
+    flowpic_picture_free(&pic);
+    printf("nonzero_pixels %llu\nchecksum %llu\n", (unsigned long long)pixels, (unsigned long long)sum);
+    return 1;
+}
+
+static int cmd_stats(int argc, char **argv)
+{
+    flowpic_dataset ds;
+    const flowpic_block_config *c = &ds.config;
+    unsigned long long res = 0;
+    uint32_t s;
+    size_t i;
+    if (argc > 2 && !strcmp(argv[1], "--pixels")) {
+        if (!parse_ulong(argv[2], FLOWPIC_MAX_RES, &res) || !res) {
+            fail_usage("stats", "invalid value for", "--pixels");
+            return EXIT_USAGE;
+        }
+        argc -= 2;
+        argv += 2;
+    }
+    if (argc < 2) {
+        fail_usage("stats", "no data set given", 0);
+        return EXIT_USAGE;
+    }
+    if (!load_datasets(argc - 1, argv + 1, &ds)) return EXIT_RUNTIME;
+    if (res) {
+        int ok = print_pixels(&ds, (uint32_t)res);
+        flowpic_dataset_free(&ds);
+        return ok ? 0 : EXIT_RUNTIME;
+    }
+    printf("preset %s, block %.9g s, step %.9g s, min packets %u, max size %u (%s), %s", flowpic_preset_name(c->preset),
+           (double)c->block_ns / 1e9, (double)c->step_ns / 1e9, c->min_packets, c->max_size,
+           c->size_policy == FLOWPIC_SIZE_CLIP ? "clip" : "drop", c->bidirectional ? "bidirectional" : "unidirectional");
+    if (c->idle_timeout_ns) printf(", idle timeout %.9g s", (double)c->idle_timeout_ns / 1e9);
+    printf("\n%u classes, %u sources, %llu flows, %llu blocks, %llu packets\n\n", ds.n_classes, ds.n_sources,
+           (unsigned long long)ds.n_flows, (unsigned long long)ds.n_blocks, (unsigned long long)ds.n_packets);
+    print_class_summary(stdout, &ds);
+    printf("\nsource\tflows\tblocks\tpackets\n");
+    for (s = 0; s < ds.n_sources; s++) {
+        uint64_t flows = 0, blocks = 0, packets = 0;
+        for (i = 0; i < ds.n_flows; i++) flows += ds.flows[i].source == s;
+        for (i = 0; i < ds.n_blocks; i++)
+            if (ds.flows[ds.blocks[i].flow].source == s) {
+                blocks++;
+                packets += ds.blocks[i].n_packets;
+            }
+        printf("%s\t%llu\t%llu\t%llu\n", ds.sources[s], (unsigned long long)flows, (unsigned long long)blocks,
+               (unsigned long long)packets);
+    }
+    flowpic_dataset_free(&ds);
+    return 0;
+}
+
+/* ---- render ---------------------------------------------------------------------------------- */
+
+typedef struct render_options {
+    unsigned long long index, res, scale;
+    int has_res, has_scale;
+} render_options;
+
+static int render_option(void *user, const char *name, const char *value)
+{
+    render_options *o = (render_options *)user;
+    if (!strcmp(name, "--index")) return parse_ulong(value, UINT32_MAX, &o->index) ? 1 : -1;
+    if (!strcmp(name, "--res")) return (o->has_res = parse_ulong(value, FLOWPIC_MAX_RES, &o->res) && o->res) ? 1 : -1;
+    if (!strcmp(name, "--scale")) return (o->has_scale = parse_ulong(value, 64, &o->scale) && o->scale) ? 1 : -1;
+    return 0;
+}
+
+static int is_dataset_file(const char *path)
+{
+    char magic[4];
+    FILE *f = fopen(path, "rb");
+    int yes = f && fread(magic, 1, 4, f) == 4 && !memcmp(magic, "FPDS", 4);
+    if (f) fclose(f);
+    return yes;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}
+
+static int cmd_render(int argc, char **argv)
+{
+    selection sel;
+    flowpic_block_config cfg;
+    render_options ro;
+    extract_state st;
+    flowpic_picture pic;
+    flowpic_error err;
+    const flowpic_ds_block *b;
+    uint8_t *data = 0;
+    size_t size = 0;
+    int first, skipped = 0, status = 0;
+    memset(&ro, 0, sizeof ro);
+    first = parse_selection("render", &sel, argc, argv, &cfg, render_option, &ro);
+    if (first == -2) return EXIT_RUNTIME;
+    if (first < 0) return EXIT_USAGE;
+    if (!sel.output || first + 1 != argc) {
+        fail_usage("render", sel.output ? "give one data set or capture" : "no output file (-o OUT.png)", 0);
+        free_label_map(&sel.map);
+        return EXIT_USAGE;
+    }
+    memset(&st, 0, sizeof st);
+    if (is_dataset_file(argv[first])) {
+        if (!load_datasets(1, argv + first, &st.ds)) status = 1;
+    } else {
+        flowpic_dataset_init(&st.ds, &cfg);
+        status = extract_into(&sel, &cfg, 1, argv + first, &st, &skipped);
+    }
+    if (!status && ro.index >= st.ds.n_blocks) {
+        fprintf(stderr, "flowpic: %s: no block %llu (it has %llu)\n", argv[first], ro.index,
+                (unsigned long long)st.ds.n_blocks);
+        status = 1;
+    }
+    memset(&pic, 0, sizeof pic);
+    if (!status) {
+        uint32_t res = ro.has_res ? (uint32_t)ro.res : 1500;
+        uint32_t scale = ro.has_scale ? (uint32_t)ro.scale : res >= 512 ? 1 : (512 + res - 1) / res;
+        flowpic_result r;
+        b = &st.ds.blocks[ro.index];
+        r = flowpic_picture_build(&pic, st.ds.config.preset, st.ds.config.block_ns,
+                                  flowpic_dataset_block_packets(&st.ds, ro.index), b->n_packets, res);
+        if (r == FLOWPIC_OK)
+            r = ends_with(sel.output, ".pgm") ? flowpic_picture_pgm(&pic, scale, &data, &size)
+                                              : flowpic_picture_png(&pic, scale, &data, &size);
+        if (r == FLOWPIC_OK) r = flowpic_write_file_atomic(sel.output, data, size, &err);
+        if (r != FLOWPIC_OK) {
+            fprintf(stderr, "flowpic: %s: %s\n", sel.output, r == FLOWPIC_ERR_IO ? err.reason : flowpic_result_string(r));
+            status = 1;
+        } else {
+            printf("wrote %s: block %llu (%s, ", sel.output, ro.index, st.ds.classes[b->label]);
+            print_key(&st.ds.flows[b->flow].key);
+            printf(", window %u), %u x %u pixels at scale %u, %u packets, %u non-zero pixels\n", b->index, res, res,
+                   scale, pic.packets, pic.n);
+        }
+    }
+    free(data);
+    flowpic_picture_free(&pic);
+    flowpic_dataset_free(&st.ds);
+    free_label_map(&sel.map);
+    return status ? EXIT_RUNTIME : 0;
+}
+
+/* ---- export ---------------------------------------------------------------------------------- */
+
+/* A file written through PATH.tmp and renamed at the end; nothing is left on failure. */
+typedef struct atomic_file {
+    FILE *f;
+    char tmp[4096];
+    const char *path;
+} atomic_file;
+
+static int atomic_open(atomic_file *a, const char *path)
+{
+    a->path = path;
+    if ((size_t)snprintf(a->tmp, sizeof a->tmp, "%s.tmp", path) >= sizeof a->tmp) return 0;
+    a->f = fopen(a->tmp, "wb");
+    if (!a->f) fprintf(stderr, "flowpic: %s: cannot create: %s\n", a->tmp, strerror(errno));
+    return a->f != 0;
+}
+
+static int atomic_close(atomic_file *a, int ok)
+{
+    ok = !ferror(a->f) && ok;
+    ok = fclose(a->f) == 0 && ok;
+    if (ok && rename(a->tmp, a->path) != 0) ok = 0;
+    if (!ok) {
+        fprintf(stderr, "flowpic: %s: cannot write: %s\n", a->path, strerror(errno));
+        remove(a->tmp);
+    }
+    return ok;
+}
+
+/* "OUT.npy" -> "OUT.<what>" */
+static void sibling_path(char *out, size_t cap, const char *npy, const char *what)
+{
+    size_t n = strlen(npy);
+    if (ends_with(npy, ".npy")) n -= 4;
+    snprintf(out, cap, "%.*s.%s", (int)n, npy, what);
+}
+
+typedef struct export_options {
+    const char *npy;
+    unsigned long long res;
+    int f32;
+    flowpic_transform transform;
+    int has_transform;
+} export_options;
+
+static int export_option(void *user, const char *name, const char *value)
+{
+    export_options *o = (export_options *)user;
+    if (!strcmp(name, "--npy")) return (o->npy = value) != 0;
+    if (!strcmp(name, "--res")) return parse_ulong(value, FLOWPIC_MAX_RES, &o->res) && o->res ? 1 : -1;
+    if (!strcmp(name, "--dtype")) {
+        if (strcmp(value, "u8") && strcmp(value, "f32")) return -1;
+        o->f32 = value[0] == 'f';
+        return 1;
+    }
+    if (!strcmp(name, "--transform")) return (o->has_transform = flowpic_transform_from_name(value, &o->transform)) ? 1 : -1;
+    return 0;
+}
+
+static int write_pictures(const flowpic_dataset *ds, const export_options *o, atomic_file *a)
+{
+    char header[FLOWPIC_NPY_HEADER];
+    uint64_t shape[3];
+    uint32_t res = (uint32_t)o->res;
+    size_t i, px = (size_t)res * res, j;
+    float *dense = (float *)malloc(px * sizeof *dense);
+    uint8_t *bytes = (uint8_t *)malloc(px);
+    flowpic_picture pic;
+    int ok = dense && bytes;
+    shape[0] = ds->n_blocks;
+    shape[1] = shape[2] = res;
+    fwrite(header, 1, flowpic_npy_header(header, o->f32 ? "<f4" : "|u1", shape, 3), a->f);
+    memset(&pic, 0, sizeof pic);
+    for (i = 0; i < ds->n_blocks && ok; i++) {
+        const flowpic_ds_block *b = &ds->blocks[i];
+        ok = flowpic_picture_build(&pic, ds->config.preset, ds->config.block_ns, flowpic_dataset_block_packets(ds, i),
+                                   b->n_packets, res) == FLOWPIC_OK;
+        if (!ok) break;
+        flowpic_picture_render(&pic, o->f32 ? o->transform : FLOWPIC_VALUE_CLIP255, dense);
+        if (o->f32) {
+            ok = fwrite(dense, sizeof *dense, px, a->f) == px; /* little-endian hosts */
+        } else {
+            for (j = 0; j < px; j++) bytes[j] = (uint8_t)dense[j];
+            ok = fwrite(bytes, 1, px, a->f) == px;
+        }
+    }
+    flowpic_picture_free(&pic);
+    free(dense);
+    free(bytes);
+    return ok;
+}
+
+static int write_labels(const flowpic_dataset *ds, atomic_file *a)
+{
+    char header[FLOWPIC_NPY_HEADER];
+    uint64_t shape[1];
+    size_t i;
+    shape[0] = ds->n_blocks;
+    fwrite(header, 1, flowpic_npy_header(header, "<i4", shape, 1), a->f);
+    for (i = 0; i < ds->n_blocks; i++) {
+        int32_t v = ds->blocks[i].label;
+        fwrite(&v, sizeof v, 1, a->f);
+    }
+    return 1;
+}
+
+static int cmd_export(int argc, char **argv)
+{
+    export_options o;
+    flowpic_dataset ds;
+    atomic_file a;
+    char path[4096];
+    uint32_t c;
+    int i, ok;
+    memset(&o, 0, sizeof o);
+    o.res = 32;
+    for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1]; i += 2) { /* every option takes a value */
+        int r = i + 1 < argc ? export_option(&o, argv[i], argv[i + 1]) : 0;
+        if (r <= 0) {
+            fail_usage("export", r < 0 ? "invalid value for" : "unknown option", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (!o.npy || i == argc) {
+        fail_usage("export", o.npy ? "no data set given" : "no output (--npy OUT.npy)", 0);
+        return EXIT_USAGE;
+    }
+    if (!load_datasets(argc - i, argv + i, &ds)) return EXIT_RUNTIME;
+    if (!o.has_transform) o.transform = ds.config.preset == FLOWPIC_PRESET_TCBENCH ? FLOWPIC_VALUE_SCALE : FLOWPIC_VALUE_RAW;
+    ok = atomic_open(&a, o.npy) && atomic_close(&a, write_pictures(&ds, &o, &a));
+    sibling_path(path, sizeof path, o.npy, "labels.npy");
+    ok = ok && atomic_open(&a, path) && atomic_close(&a, write_labels(&ds, &a));
+    sibling_path(path, sizeof path, o.npy, "classes.txt");
+    if (ok && atomic_open(&a, path)) {
+        for (c = 0; c < ds.n_classes; c++) fprintf(a.f, "%s\n", ds.classes[c]);
+        ok = atomic_close(&a, 1);
+    } else {
+        ok = 0;
+    }
+    if (ok)
+        printf("wrote %s (%llu x %llu x %llu, %s), its labels and class names\n", o.npy, (unsigned long long)ds.n_blocks,
+               o.res, o.res, o.f32 ? flowpic_transform_name(o.transform) : "uint8 counts clipped at 255");
+    flowpic_dataset_free(&ds);
+    return ok ? 0 : EXIT_RUNTIME;
+}
+
 /* ---- help ------------------------------------------------------------------------------------ */
 
 typedef struct command {
@@ -301,6 +1410,30 @@ typedef struct command {
 } command;
 
 static int cmd_help(int argc, char **argv);
+
+#define SELECTION_HELP                                                                         \
+    "Blocks:\n"                                                                              \
+    "  --preset P            paper (default), original (the authors' code), tcbench\n"      \
+    "  --block S             window length in seconds        [paper: 60, tcbench: 15]\n"   \
+    "  --step S              step between windows (S < block overlaps)     [= block]\n"  \
+    "  --min-packets N       packets a window needs to be a block  [paper: 10, original: 11]\n" \
+    "  --bidirectional       both directions of a 5-tuple in one flow [tcbench: on]\n"      \
+    "  --clip                clip sizes over 1500 instead of dropping [tcbench: on]\n"      \
+    "  --idle-timeout S      a silence of S seconds ends a flow          [none]\n"           \
+    "Labels:\n"                                                                              \
+    "  --label NAME          every block of every file is NAME           [unlabelled]\n"    \
+    "  --labels MAP          lines GLOB<TAB>LABEL[<TAB>FILTER]: the first glob that matches\n" \
+    "                        the path (or a trailing part after a '/') labels the file and\n" \
+    "                        its FILTER options pick the flows; files no rule matches are\n" \
+    "                        skipped and counted ('#' comments; ../shared/data/LABELS.tsv)\n" \
+    "Flow filters (all given must hold; repeated --port / --net: any of them):\n"           \
+    "  --proto tcp|udp       --port N (either end)     --net CIDR (either end, v4 or v6)\n"  \
+    "  --min-flow-packets N  packets of the flow over the whole capture\n"                    \
+    "  --min-duration S      last - first packet of the flow, seconds\n"                     \
+    "  --min-rate R, --max-rate R   packets / duration (a 0 s flow has rate 0)\n"            \
+    "Output:\n"                                                                              \
+    "  -o OUT                the data set (extract) or picture (render)\n"                  \
+    "  --progress, --no-progress    progress on stderr     [when stderr is a terminal]\n"
 
 static const command commands[] = {
     {"info", cmd_info, "what a capture holds: format, link types, packets, protocols, times",
@@ -327,6 +1460,47 @@ static const command commands[] = {
      "\n"
      "Options:\n"
      "  --bidirectional   merge both directions under the key of the flow's first packet\n"},
+    {"extract", cmd_extract, "cut captures into labelled blocks: a data set file",
+     "usage: flowpic extract [OPTIONS] -o OUT FILE...\n"
+     "\n"
+     "Cuts every flow of every capture into blocks (FLOWPIC.md section 2) and writes them with\n"
+     "their labels to the data set OUT (format: docs/DATASET.md; written to OUT.tmp, then\n"
+     "renamed). Prints the blocks per class. Progress goes to stderr when it is a terminal.\n"
+     "\n"
+     SELECTION_HELP},
+    {"blocks", cmd_blocks, "one tab-separated line per block of each capture",
+     "usage: flowpic blocks [OPTIONS] FILE...\n"
+     "\n"
+     "Prints a header line and one line per block, flow after flow (first-seen order):\n"
+     "  proto  src  sport  dst  dport  block  start  packets\n"
+     "block is the window number k, start the window start in seconds (9 decimals), packets\n"
+     "the packets in its picture. The options are those of extract (labels only select files).\n"
+     "\n"
+     SELECTION_HELP},
+    {"stats", cmd_stats, "what a data set holds: classes, blocks, packets, sources",
+     "usage: flowpic stats [--pixels R] DATASET...\n"
+     "\n"
+     "The block settings, then per class its blocks and packets, then per source capture its\n"
+     "flows, blocks and packets. Several data sets are merged (they must share block settings;\n"
+     "classes are matched by name).\n"
+     "\n"
+     "  --pixels R   instead: the non-zero pixels of all pictures at R x R and their checksum,\n"
+     "               the sum of mix64(row << 40 | column << 20 | count) (as ../shared/bench)\n"},
+    {"render", cmd_render, "draw one FlowPic as PNG or PGM",
+     "usage: flowpic render [--index N] [--res R] [--scale S] [OPTIONS] -o OUT.png DATASET|FILE\n"
+     "\n"
+     "Draws block N (default 0) of a data set, or of a capture cut with the options of extract,\n"
+     "at R x R (default 1500), each pixel S x S (default: 512 / R rounded up, at least 1).\n"
+     "Time runs left to right, size bottom to top; every non-zero pixel is black on white.\n"
+     "OUT ending in .pgm gives PGM, anything else PNG.\n"},
+    {"export", cmd_export, "pictures and labels as NumPy files",
+     "usage: flowpic export --npy OUT.npy [--res R] [--dtype u8|f32] [--transform T] DATASET...\n"
+     "\n"
+     "Writes OUT.npy, an N x R x R array of every block's picture (default R = 32), with\n"
+     "OUT.labels.npy (int32 class index per block) and OUT.classes.txt (one class name a line,\n"
+     "in index order). u8 (default): counts clipped at 255. f32: the value transform T, one of\n"
+     "raw, clip255, scale (count / 255 after clipping), binary, log1p; default scale for the\n"
+     "tcbench preset, raw otherwise. In Python: x = numpy.load('OUT.npy').\n"},
     {"help", cmd_help, "this list, or the usage of one command", "usage: flowpic help [COMMAND]\n"},
 };
 
@@ -343,7 +1517,7 @@ static void print_usage(FILE *out)
             "\n"
             "commands:\n",
             flowpic_version_string());
-    for (i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    for (i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-9s%s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n'flowpic help COMMAND' tells more.\n");
 }
 
