@@ -14,8 +14,8 @@ CFLAGS  ?=
 ALL_CFLAGS = $(WARN) $(OPT) $(OMPFLAG) $(CFLAGS)
 LDLIBS  = -lm
 HEADERS = flowpic.h pcap_lite.h
-TEST_SRC = tests/run_tests.c tests/test_pcap.c tests/test_flows.c tests/test_blocks.c tests/capbuild.c tests/impl.c
-FUZZ_SRC = tests/fuzz/fuzz_pcap.c tests/fuzz/replay.c
+TEST_SRC = tests/run_tests.c tests/test_pcap.c tests/test_flows.c tests/test_blocks.c tests/test_dataset.c tests/capbuild.c tests/impl.c
+FUZZ_TARGETS = pcap dataset
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
 BUILD   = build
 
@@ -30,25 +30,26 @@ $(BUILD)/run_tests: $(TEST_SRC) tests/harness.h tests/capbuild.h $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ $(TEST_SRC) $(LDLIBS)
 
-$(BUILD)/fuzz_replay: $(FUZZ_SRC) $(HEADERS)
+$(BUILD)/fuzz_replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(HEADERS)
 	@mkdir -p $(BUILD)
-	$(CC) $(ALL_CFLAGS) -I. -o $@ $(FUZZ_SRC) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/replay.c $(LDLIBS)
 
 # The unit tests and the fuzz corpus under AddressSanitizer + UndefinedBehaviorSanitizer.
-test-sanitize: $(TEST_SRC) $(FUZZ_SRC) $(HEADERS)
+test-sanitize: $(TEST_SRC) $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/run_tests_san $(TEST_SRC) $(LDLIBS)
-	$(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/fuzz_replay_san $(FUZZ_SRC) $(LDLIBS)
 	$(BUILD)/run_tests_san
-	$(BUILD)/fuzz_replay_san tests/fuzz/corpus/pcap
+	for t in $(FUZZ_TARGETS); do \
+	    $(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/fuzz_replay_san_$$t tests/fuzz/fuzz_$$t.c tests/fuzz/replay.c $(LDLIBS) && \
+	    $(BUILD)/fuzz_replay_san_$$t tests/fuzz/corpus/$$t || exit 1; done
 
 test: test-unit test-fuzz-replay test-oracle
 
 test-unit: $(BUILD)/run_tests flowpic
 	$(BUILD)/run_tests
 
-test-fuzz-replay: $(BUILD)/fuzz_replay
-	$(BUILD)/fuzz_replay tests/fuzz/corpus/pcap
+test-fuzz-replay: $(FUZZ_TARGETS:%=$(BUILD)/fuzz_replay_%)
+	for t in $(FUZZ_TARGETS); do $(BUILD)/fuzz_replay_$$t tests/fuzz/corpus/$$t || exit 1; done
 
 test-oracle: flowpic
 	sh tests/oracle_tshark.sh
@@ -59,10 +60,11 @@ FUZZ_SECONDS ?= 60
 # New inputs go to build/fuzz-corpus; crashes to build/ (copy them into tests/fuzz/corpus/pcap
 # so that `make test` replays them). Seeds: the committed corpus and the shared captures.
 fuzz:
-	@mkdir -p $(BUILD)/fuzz-corpus
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -o $(BUILD)/fuzz_pcap tests/fuzz/fuzz_pcap.c
-	$(BUILD)/fuzz_pcap -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -artifact_prefix=$(BUILD)/ \
-	    $(BUILD)/fuzz-corpus tests/fuzz/corpus/pcap $(wildcard ../shared/data/parser-edge)
+	for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(BUILD)/fuzz-corpus-$$t && \
+	    clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -o $(BUILD)/fuzz_$$t tests/fuzz/fuzz_$$t.c && \
+	    $(BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -artifact_prefix=$(BUILD)/$$t- \
+	        $(BUILD)/fuzz-corpus-$$t tests/fuzz/corpus/$$t || exit 1; done
 
 demo: flowpic
 	sh examples/demo.sh

@@ -1296,7 +1296,7 @@ typedef struct flowpic__out {
 
 static void flowpic__put(flowpic__out *o, const void *p, size_t n)
 {
-    if (o->failed) return;
+    if (o->failed || n == 0) return;
     if (flowpic__reserve((void **)&o->data, &o->cap, o->len + n, 1) != FLOWPIC_OK) {
         o->failed = 1;
         return;
@@ -1558,12 +1558,12 @@ static flowpic_result flowpic__get_header(flowpic__in *in, flowpic_dataset *ds, 
     counts[4] = flowpic__get_le(in, 8); /* packets */
     body = in->len - 4 - in->pos;
     if (counts[0] > FLOWPIC_MAX_CLASSES) {
-        flowpic__in_fail(in, 56, "%u classes exceed the limit of %u", counts[0], FLOWPIC_MAX_CLASSES);
+        flowpic__in_fail(in, 48, "%u classes exceed the limit of %u", counts[0], FLOWPIC_MAX_CLASSES);
         return FLOWPIC_ERR_FORMAT;
     }
     /* every record has a minimum size: no count can ask for more memory than the file holds */
     if (counts[2] > body / FLOWPIC__DS_FLOW || counts[3] > body / FLOWPIC__DS_BLOCK || counts[4] > body / 2) {
-        flowpic__in_fail(in, 64, "counts (%u flows, %u blocks) cannot fit in the file", counts[2], counts[3]);
+        flowpic__in_fail(in, 56, "counts (%u flows, %u blocks) cannot fit in the file", counts[2], counts[3]);
         return FLOWPIC_ERR_FORMAT;
     }
     return FLOWPIC_OK;

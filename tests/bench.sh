@@ -1,15 +1,22 @@
 #!/bin/sh
-# tests/bench.sh - `make bench`: read throughput of `flowpic info` against the libpcap anchor.
+# tests/bench.sh - `make bench`: flowpic's read and extract throughput against the libpcap anchor.
 #
-# Measures, in ONE run, on the SAME generated capture, with a WARM page cache:
-#   flowpic info FILE                          (reads every record, decodes it to its 5-tuple, prints a summary)
-#   libpcap_ingest --count-only -q FILE        (shared/bench anchor: libpcap's pcap_next_ex loop alone, the floor)
+# Measures, on the SAME generated capture, with a WARM page cache, two pairs of commands; each pair
+# runs in ONE timing invocation (same file, same cache, same machine state):
+#   info:    flowpic info FILE                    (reads every record, decodes it to its 5-tuple, prints a summary)
+#            libpcap_ingest --count-only -q FILE  (shared/bench anchor: libpcap's pcap_next_ex loop alone, the floor)
+#   extract: flowpic extract --no-progress --min-packets 1 -o BENCH_DIR/big-SIZE.fpds FILE
+#                                                 (parse, unidirectional flows, 60 s blocks, sparse pixels, writes the data set)
+#            libpcap_ingest -q FILE               (anchor default mode: the same extraction, sparse pixel counts)
 # and prints one line per figure:  name value unit anchor_value ratio
-#   ratio = flowpic / anchor  (throughput: > 1 means flowpic is faster; peak RSS: > 1 means flowpic uses more)
+#   ratio = flowpic / anchor  (throughput: > 1 means flowpic is faster; peak RSS: > 1 means flowpic uses more;
+#   dataset_bytes_per_packet: the anchor column is the target, 8, and the ratio must be <= 1)
+# Before timing, flowpic's output is checked: info against the anchor's counts, the extracted data set
+# (flows, blocks, packets, non-zero pixels, pixel checksum) against gen_pcap's --ref.
 #
 # Environment (all optional; see docs/BENCH.md):
 #   BENCH_SIZE=1G           size of the generated capture (K/M/G = 1024^n), e.g. 256M for a quick run
-#   BENCH_DIR=/tmp/flowpic-bench   where the capture, its .ref, the anchor binary and results go
+#   BENCH_DIR=/tmp/flowpic-bench   where the capture, its .ref, the data set, the anchor binary and results go
 #   BENCH_RUNS=5            timed runs per command (plus 1 warm-up)
 #   BENCH_REQUIRE=0         1: a missing prerequisite (python3/numpy) is an error, not a skip
 #   BENCH_TIMER=auto        auto (hyperfine if installed), hyperfine, or loop (date +%s%N fallback)
@@ -17,7 +24,7 @@
 #   SHARED=../shared        the shared directory (relative to the repository top, or absolute)
 #
 # Exit status: 0 measured (or skipped for a missing prerequisite), 1 on a correctness mismatch or error.
-# Portable POSIX sh (runs under dash); needs awk, sort, stat or wc. Optional: hyperfine, /usr/bin/time, cc + libpcap.
+# Portable POSIX sh (runs under dash); needs awk, sort, cksum, stat or wc. Optional: hyperfine, /usr/bin/time, cc + libpcap.
 
 set -u
 
@@ -64,14 +71,14 @@ median_min() {
         }'
 }
 
-# summary NAME VALUE UNIT ANCHOR_VALUE: the machine-readable line; ratio = VALUE / ANCHOR_VALUE,
-# "-" when the anchor value is missing. VALUE/ANCHOR_VALUE are printed with the given precision.
+# summary NAME VALUE UNIT ANCHOR_VALUE [PRECISION [ANCHOR_PRECISION]]: the machine-readable line;
+# ratio = VALUE / ANCHOR_VALUE, "-" when the anchor value is missing. VALUE is printed with PRECISION
+# decimals (default 1), ANCHOR_VALUE with ANCHOR_PRECISION (default: the same).
 summary() {
-    awk -v n="$1" -v v="$2" -v u="$3" -v a="$4" -v p="${5:-1}" 'BEGIN {
-        fmt = "%." p "f"
-        vs = sprintf(fmt, v)
+    awk -v n="$1" -v v="$2" -v u="$3" -v a="$4" -v p="${5:-1}" -v ap="${6:-${5:-1}}" 'BEGIN {
+        vs = sprintf("%." p "f", v)
         if (a == "-" || a == "" || a + 0 == 0) { as = "-"; r = "-" }
-        else { as = sprintf(fmt, a); r = sprintf("%.2f", v / a) }
+        else { as = sprintf("%." ap "f", a); r = sprintf("%.2f", v / a) }
         printf "%s %s %s %s %s\n", n, vs, u, as, r
     }' >> "$SUMMARY"
 }
@@ -151,6 +158,7 @@ PCAP=$BENCH_DIR/big-$SIZE_TAG.pcap
 REF=$BENCH_DIR/big-$SIZE_TAG.ref
 GENSTATS=$BENCH_DIR/big-$SIZE_TAG.gen     # gen_pcap's stdout: packet counts per protocol
 ANCHOR=$BENCH_DIR/libpcap_ingest
+FPDS=$BENCH_DIR/big-$SIZE_TAG.fpds        # the data set flowpic extract writes (kept after the run)
 OUT=$BENCH_DIR/results-$SIZE_TAG          # per-run scratch: outputs, timings, hyperfine exports
 SUMMARY=$OUT/summary.txt
 mkdir -p "$OUT" || die "cannot create $OUT"

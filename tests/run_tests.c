@@ -42,7 +42,13 @@
     X(partial_blocks)                                                                          \
     X(idle_timeout)                                                                            \
     X(picture_transforms)                                                                      \
-    X(block_config_errors)
+    X(block_config_errors)                                                                     \
+    X(dataset_round_trip)                                                                      \
+    X(dataset_merge)                                                                           \
+    X(dataset_bad_files)                                                                       \
+    X(dataset_every_truncation)                                                                \
+    X(dataset_save_is_atomic)                                                                  \
+    X(images)
 
 #define DECLARE(name) void test_##name(void);
 TEST_LIST(DECLARE)

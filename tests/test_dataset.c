@@ -1,0 +1,296 @@
+/* flowpic.h data sets: round trip, merge, and every way a file can be wrong, with its offset. */
+#include "flowpic.h"
+
+#include <stdlib.h>
+
+#include "harness.h"
+
+void test_dataset_round_trip(void);
+void test_dataset_merge(void);
+void test_dataset_bad_files(void);
+void test_dataset_every_truncation(void);
+void test_dataset_save_is_atomic(void);
+void test_images(void);
+
+/* A small data set: 2 classes, 2 sources, 3 flows, 4 blocks (one empty, one with time going
+ * back inside its window, one at the largest offset). */
+static void build(flowpic_dataset *ds)
+{
+    flowpic_block_config cfg;
+    flowpic_key k;
+    flowpic_block b;
+    flowpic_pkt p[5];
+    uint16_t voip, video;
+    uint32_t s1, s2, f1, f2, f3;
+    flowpic_block_config_preset(&cfg, FLOWPIC_PRESET_PAPER);
+    cfg.step_ns = 30000000000ull;
+    flowpic_dataset_init(ds, &cfg);
+    flowpic_dataset_class(ds, "voip", &voip);
+    flowpic_dataset_class(ds, "video", &video);
+    flowpic_dataset_source(ds, "a/one.pcap", &s1);
+    flowpic_dataset_source(ds, "", &s2);
+    memset(&k, 0, sizeof k);
+    k.ip_version = 4;
+    k.proto = 17;
+    k.src[0] = 10;
+    k.sport = 5060;
+    flowpic_dataset_add_flow(ds, &k, s1, 0, &f1);
+    k.ip_version = 6;
+    k.proto = 6;
+    k.dst[15] = 1;
+    flowpic_dataset_add_flow(ds, &k, s2, 3, &f2);
+    flowpic_dataset_add_flow(ds, &k, s1, 0, &f3);
+    memset(&b, 0, sizeof b);
+    p[0] = FLOWPIC_PKT(0, 1);
+    p[1] = FLOWPIC_PKT(59999999999ull, 1500);
+    p[2] = FLOWPIC_PKT(7, 65535);
+    p[3] = FLOWPIC_PKT(FLOWPIC_MAX_OFFSET_NS, 100);
+    p[4] = FLOWPIC_PKT(0, 0);
+    b.index = 0;
+    b.start_ns = 1700000000000000000ull;
+    b.n_packets = 3;
+    b.packets = p;
+    flowpic_dataset_add_block(ds, f1, voip, &b);
+    b.index = 7;
+    b.n_packets = 0;
+    flowpic_dataset_add_block(ds, f2, video, &b);
+    b.index = 4000000000u;
+    b.start_ns = UINT64_MAX;
+    b.n_packets = 5;
+    flowpic_dataset_add_block(ds, f3, video, &b);
+    b.index = 1;
+    b.n_packets = 1;
+    b.packets = p + 1;
+    flowpic_dataset_add_block(ds, f1, voip, &b);
+}
+
+static int same_dataset(const flowpic_dataset *a, const flowpic_dataset *b)
+{
+    size_t i;
+    if (a->n_classes != b->n_classes || a->n_sources != b->n_sources || a->n_flows != b->n_flows ||
+        a->n_blocks != b->n_blocks || a->n_packets != b->n_packets)
+        return 0;
+    if (memcmp(&a->config, &b->config, sizeof a->config)) return 0;
+    for (i = 0; i < a->n_classes; i++)
+        if (strcmp(a->classes[i], b->classes[i])) return 0;
+    for (i = 0; i < a->n_sources; i++)
+        if (strcmp(a->sources[i], b->sources[i])) return 0;
+    for (i = 0; i < a->n_flows; i++)
+        if (memcmp(&a->flows[i], &b->flows[i], sizeof a->flows[i])) return 0;
+    for (i = 0; i < a->n_blocks; i++)
+        if (memcmp(&a->blocks[i], &b->blocks[i], sizeof a->blocks[i])) return 0;
+    return !a->n_packets || !memcmp(a->packets, b->packets, a->n_packets * sizeof *a->packets);
+}
+
+void test_dataset_round_trip(void)
+{
+    flowpic_dataset ds, back;
+    flowpic_error err;
+    uint8_t *data, *again;
+    size_t size, size2;
+    build(&ds);
+    CHECK_EQ(ds.n_blocks, 4);
+    CHECK_EQ(ds.n_packets, 9);
+    CHECK_EQ(flowpic_dataset_to_memory(&ds, &data, &size), FLOWPIC_OK);
+    CHECK_EQ(flowpic_dataset_from_memory(&back, data, size, &err), FLOWPIC_OK);
+    CHECK(same_dataset(&ds, &back));
+    CHECK_EQ(FLOWPIC_PKT_OFFSET(flowpic_dataset_block_packets(&back, 2)[3]), FLOWPIC_MAX_OFFSET_NS);
+    CHECK_EQ(FLOWPIC_PKT_SIZE(flowpic_dataset_block_packets(&back, 0)[2]), 65535);
+    /* the encoding is deterministic */
+    CHECK_EQ(flowpic_dataset_to_memory(&back, &again, &size2), FLOWPIC_OK);
+    CHECK_EQ(size2, size);
+    CHECK(!memcmp(data, again, size));
+    free(again);
+    free(data);
+    flowpic_dataset_free(&back);
+    flowpic_dataset_free(&ds);
+}
+
+void test_dataset_merge(void)
+{
+    flowpic_dataset a, b, m;
+    flowpic_error err;
+    build(&a);
+    build(&b);
+    flowpic_dataset_init(&m, 0);
+    CHECK_EQ(flowpic_dataset_merge(&m, &a, &err), FLOWPIC_OK);
+    CHECK_EQ(flowpic_dataset_merge(&m, &b, &err), FLOWPIC_OK);
+    CHECK_EQ(m.n_blocks, 8);
+    CHECK_EQ(m.n_classes, 2);   /* matched by name */
+    CHECK_EQ(m.n_sources, 2);   /* the same paths */
+    CHECK_EQ(m.n_flows, 6);
+    CHECK_EQ(m.blocks[7].flow, 3);
+    CHECK_EQ(FLOWPIC_PKT_SIZE(flowpic_dataset_block_packets(&m, 7)[0]), 1500);
+    b.config.block_ns = 30000000000ull;
+    CHECK_EQ(flowpic_dataset_merge(&m, &b, &err), FLOWPIC_ERR_ARG);
+    CHECK(strstr(err.reason, "different block settings") != 0);
+    flowpic_dataset_free(&a);
+    flowpic_dataset_free(&b);
+    flowpic_dataset_free(&m);
+}
+
+/* Re-stamps the CRC after an edit, so that the check behind it is reached. */
+static void restamp(uint8_t *data, size_t size)
+{
+    uint32_t crc = flowpic_crc32(0, data, size - 4);
+    data[size - 4] = (uint8_t)crc;
+    data[size - 3] = (uint8_t)(crc >> 8);
+    data[size - 2] = (uint8_t)(crc >> 16);
+    data[size - 1] = (uint8_t)(crc >> 24);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+/* Expects the edited file to fail at offset with a reason containing text. */
+static int rejects(const uint8_t *orig, size_t size, size_t at, uint32_t value, int width, uint64_t offset,
+                   const char *text)
+{
+    uint8_t *data = (uint8_t *)malloc(size);
+    flowpic_dataset ds;
+    flowpic_error err;
+    flowpic_result res;
+    int ok;
+    memcpy(data, orig, size);
+    if (width == 4) put32(data + at, value);
+    else if (width == 2) data[at] = (uint8_t)value, data[at + 1] = (uint8_t)(value >> 8);
+    else data[at] = (uint8_t)value;
+    restamp(data, size);
+    res = flowpic_dataset_from_memory(&ds, data, size, &err);
+    ok = res == FLOWPIC_ERR_FORMAT && err.offset == offset && strstr(err.reason, text) != 0;
+    if (!ok) printf("    edit at %zu: %s at offset %llu: %s\n", at, flowpic_result_string(res), (unsigned long long)err.offset, err.reason);
+    free(data);
+    return ok;
+}
+
+void test_dataset_bad_files(void)
+{
+    flowpic_dataset ds;
+    flowpic_error err;
+    uint8_t *data;
+    size_t size, flows, blocks;
+    build(&ds);
+    CHECK_EQ(flowpic_dataset_to_memory(&ds, &data, &size), FLOWPIC_OK);
+    flowpic_dataset_free(&ds);
+    /* layout: header 80, names "voip" "video" "a/one.pcap" "" (2 + n each), flows, blocks */
+    flows = 80 + 6 + 7 + 12 + 2;
+    blocks = flows + 3 * 48;
+    CHECK(rejects(data, size, 0, 0x53445046u ^ 1u, 4, 0, "not a flowpic data set"));
+    CHECK(rejects(data, size, 4, 2, 4, 4, "unsupported data-set version 2"));
+    CHECK(rejects(data, size, 8, 7, 1, 8, "invalid block configuration"));     /* preset 7 */
+    CHECK(rejects(data, size, 12, 0, 4, 8, "invalid block configuration"));    /* min packets 0 */
+    CHECK(rejects(data, size, 48, 70000, 4, 48, "classes exceed the limit"));
+    CHECK(rejects(data, size, 56, 0xFFFFFFu, 4, 56, "cannot fit in the file"));  /* flows */
+    CHECK(rejects(data, size, 80, 5000, 2, 80, "name of 5000 bytes"));
+    CHECK(rejects(data, size, 82, 9, 1, 82, "control character 0x9"));
+    CHECK(rejects(data, size, flows + 37, 5, 1, flows + 37, "IP version 5"));
+    CHECK(rejects(data, size, flows + 40, 2, 4, flows + 40, "refers to source 2"));
+    CHECK(rejects(data, size, blocks, 3, 4, blocks, "refers to flow 3"));
+    CHECK(rejects(data, size, blocks + 4, 2, 2, blocks + 4, "has label 2"));
+    CHECK(rejects(data, size, blocks + 12, 4, 4, blocks + 3 * 32 + 12, "block 3 has more packets than the header"));
+    CHECK(rejects(data, size, blocks + 12, 100, 4, blocks + 12, "more packets than the header"));
+    CHECK(rejects(data, size, blocks + 24, 3, 4, blocks + 24, "cannot encode its packets"));
+    /* a damaged byte anywhere: the checksum */
+    data[size / 2] ^= 0x40;
+    CHECK_EQ(flowpic_dataset_from_memory(&ds, data, size, &err), FLOWPIC_ERR_FORMAT);
+    CHECK_EQ(err.offset, size - 4);
+    CHECK(strstr(err.reason, "checksum") != 0);
+    data[size / 2] ^= 0x40;
+    /* trailing garbage after a good file */
+    {
+        uint8_t *longer = (uint8_t *)malloc(size + 4);
+        memcpy(longer, data, size - 4);
+        memset(longer + size - 4, 0, 4);
+        restamp(longer, size + 4);
+        CHECK_EQ(flowpic_dataset_from_memory(&ds, longer, size + 4, &err), FLOWPIC_ERR_FORMAT);
+        CHECK(strstr(err.reason, "after the last block") != 0 || strstr(err.reason, "left after") != 0);
+        free(longer);
+    }
+    CHECK_EQ(flowpic_dataset_from_memory(&ds, data, 40, &err), FLOWPIC_ERR_FORMAT);
+    CHECK(strstr(err.reason, "shorter than a data-set header") != 0);
+    free(data);
+}
+
+void test_dataset_every_truncation(void)
+{
+    flowpic_dataset ds;
+    flowpic_error err;
+    uint8_t *data;
+    size_t size, n;
+    build(&ds);
+    CHECK_EQ(flowpic_dataset_to_memory(&ds, &data, &size), FLOWPIC_OK);
+    flowpic_dataset_free(&ds);
+    for (n = 0; n < size; n++) { /* every prefix, with and without a valid checksum */
+        uint8_t *copy = (uint8_t *)malloc(n + 1);
+        memcpy(copy, data, n);
+        CHECK(flowpic_dataset_from_memory(&ds, copy, n, &err) == FLOWPIC_ERR_FORMAT);
+        if (n >= 4) {
+            restamp(copy, n);
+            CHECK(flowpic_dataset_from_memory(&ds, copy, n, &err) == FLOWPIC_ERR_FORMAT);
+        }
+        free(copy);
+    }
+    free(data);
+}
+
+void test_dataset_save_is_atomic(void)
+{
+    flowpic_dataset ds, back;
+    flowpic_error err;
+    const char *path = "build/test_dataset.fpds";
+    FILE *f;
+    build(&ds);
+    CHECK_EQ(flowpic_dataset_save(&ds, path, &err), FLOWPIC_OK);
+    CHECK_EQ(flowpic_dataset_load(&back, path, &err), FLOWPIC_OK);
+    CHECK(same_dataset(&ds, &back));
+    flowpic_dataset_free(&back);
+    /* a save that cannot write leaves the existing file as it was, and no temporary */
+    CHECK_EQ(flowpic_dataset_save(&ds, "build/no-such-dir/x.fpds", &err), FLOWPIC_ERR_IO);
+    f = fopen("build/no-such-dir/x.fpds.tmp", "rb");
+    CHECK(f == 0);
+    CHECK_EQ(flowpic_dataset_load(&back, "build/no-such-file.fpds", &err), FLOWPIC_ERR_IO);
+    remove(path);
+    flowpic_dataset_free(&ds);
+}
+
+void test_images(void)
+{
+    flowpic_picture pic;
+    flowpic_pkt p[2];
+    uint8_t *data;
+    size_t size;
+    char header[FLOWPIC_NPY_HEADER];
+    uint64_t shape[3] = {5, 32, 32};
+    memset(&pic, 0, sizeof pic);
+    p[0] = FLOWPIC_PKT(0, 1);                /* bottom left */
+    p[1] = FLOWPIC_PKT(59999999999ull, 1500); /* top right */
+    CHECK_EQ(flowpic_picture_build(&pic, FLOWPIC_PRESET_PAPER, 60000000000ull, p, 2, 4), FLOWPIC_OK);
+    CHECK_EQ(flowpic_picture_pgm(&pic, 2, &data, &size), FLOWPIC_OK);
+    CHECK_EQ(size, 11 + 64);
+    CHECK(!memcmp(data, "P5\n8 8\n255\n", 11));
+    CHECK_EQ(data[11 + 0 * 8 + 7], 0);   /* top row, right: size 1500 at the end */
+    CHECK_EQ(data[11 + 7 * 8 + 0], 0);   /* bottom row, left */
+    CHECK_EQ(data[11 + 6 * 8 + 1], 0);   /* 2 x 2 */
+    CHECK_EQ(data[11 + 0 * 8 + 0], 255); /* white elsewhere */
+    free(data);
+    CHECK_EQ(flowpic_picture_png(&pic, 3, &data, &size), FLOWPIC_OK);
+    CHECK(!memcmp(data, "\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x0c\0\0\0\x0c\x08\x00", 26));
+    /* IHDR CRC as zlib computes it */
+    CHECK_EQ(flowpic_crc32(0, data + 12, 17), (uint32_t)data[29] << 24 | (uint32_t)data[30] << 16 |
+                                                 (uint32_t)data[31] << 8 | data[32]);
+    CHECK(!memcmp(data + size - 12, "\0\0\0\0IEND\xae\x42\x60\x82", 12));
+    free(data);
+    CHECK_EQ(flowpic_npy_header(header, "<f4", shape, 3), FLOWPIC_NPY_HEADER);
+    {
+        static const char want[] = "\x93NUMPY\x01\x00\x76\x00{'descr': '<f4', 'fortran_order': False, 'shape': (5,32,32), }";
+        CHECK(!memcmp(header, want, sizeof want - 1));
+    }
+    CHECK_EQ(header[FLOWPIC_NPY_HEADER - 1], '\n');
+    CHECK_EQ(flowpic_crc32(0, "123456789", 9), 0xCBF43926u);
+    flowpic_picture_free(&pic);
+}
