@@ -47,6 +47,7 @@ test: test-unit test-fuzz-replay test-oracle
 
 test-unit: $(BUILD)/run_tests flowpic
 	$(BUILD)/run_tests
+	sh tests/cli_tests.sh
 
 test-fuzz-replay: $(FUZZ_TARGETS:%=$(BUILD)/fuzz_replay_%)
 	for t in $(FUZZ_TARGETS); do $(BUILD)/fuzz_replay_$$t tests/fuzz/corpus/$$t || exit 1; done

@@ -977,7 +977,9 @@ static int cmd_extract(int argc, char **argv)
     memset(&st, 0, sizeof st);
     flowpic_dataset_init(&st.ds, &cfg);
     status = extract_into(&sel, &cfg, argc - first, argv + first, &st, &skipped);
-    if (status == 0 || st.ds.n_blocks) {
+    if (status != 0) {
+        fprintf(stderr, "flowpic: %s: not written (an input failed)\n", sel.output);
+    } else {
         if (flowpic_dataset_save(&st.ds, sel.output, &err) != FLOWPIC_OK) {
             fprintf(stderr, "flowpic: %s: %s\n", sel.output, err.reason);
             status = 1;

@@ -379,7 +379,7 @@ time_hyperfine() {
 # command, as hyperfine -N does). Runs alternate flowpic/anchor so drift hits both alike.
 time_loop() {
     tag=$1 fp_cmd=$3 an_cmd=$5
-    TIMER="date +%s%N loop, 1 warm-up + $BENCH_RUNS runs (hyperfine not installed)"
+    TIMER="date +%s%N loop, 1 warm-up + $BENCH_RUNS runs (hyperfine not used)"
     case $(date +%N) in *N*) die "no hyperfine and this date(1) has no %N: cannot time" ;; esac
     : > "$OUT/loop-$tag-flowpic.txt"
     : > "$OUT/loop-$tag-anchor.txt"
@@ -471,8 +471,8 @@ else
     note "peak RSS skipped: needs GNU /usr/bin/time with -f (apt-get install time)"
 fi
 INFO_FP_RSS=$(rss flowpic-info "$FLOWPIC" info "$PCAP")
-EX_FP_RSS=$(rss flowpic-extract $EXTRACT_CMD)
-INFO_AN_RSS= EX_AN_RSS=
+EX_FP_RSS=$(rss flowpic-extract "$FLOWPIC" extract --no-progress --min-packets 1 -o "$FPDS" "$PCAP")
+INFO_AN_RSS='' EX_AN_RSS=''
 if [ "$HAVE_ANCHOR" = 1 ]; then
     INFO_AN_RSS=$(rss anchor-count-only "$ANCHOR" --count-only -q "$PCAP")
     EX_AN_RSS=$(rss anchor-extract "$ANCHOR" -q "$PCAP")
