@@ -397,6 +397,24 @@ FLOWPIC_DEF flowpic_result flowpic_picture_pgm(const flowpic_picture *pic, uint3
 #define FLOWPIC_NPY_HEADER 128
 FLOWPIC_DEF size_t flowpic_npy_header(char *header, const char *dtype, const uint64_t *shape, int ndim);
 
+/* >>extract -----------------------------------------------------------------------------------
+ * A capture into a labelled data set, in one call: packets -> flows -> blocks -> labels. */
+
+/* The class of a flow, decided once its totals are known (the capture has ended): a class name,
+ * or NULL to leave the flow out. */
+typedef const char *(*flowpic_label_fn)(void *user, const flowpic_flow *flow);
+/* Called about every 65536 packets with the input bytes read so far. */
+typedef void (*flowpic_progress_fn)(void *user, uint64_t packets, uint64_t bytes);
+
+/* Reads every packet of r, cuts the flows into blocks with ds->config, and adds to ds, flow
+ * after flow in first-seen order, the blocks of the flows label() names (every flow, as class
+ * "unlabelled", when label is NULL), under the source name `source`. Blocks are held until the
+ * capture ends (memory: 8 bytes a packet in a block). On a reader error the blocks of the
+ * packets before it are added and FLOWPIC_ERR_FORMAT is returned with r->error filled. */
+FLOWPIC_DEF flowpic_result flowpic_dataset_add_capture(flowpic_dataset *ds, pcapl_reader *r, const char *source,
+                                                       flowpic_label_fn label, void *label_user,
+                                                       flowpic_progress_fn progress, void *progress_user);
+
 #ifdef __cplusplus
 }
 #endif
@@ -1947,6 +1965,162 @@ FLOWPIC_DEF size_t flowpic_npy_header(char *header, const char *dtype, const uin
     header[8] = (char)((total - 10) & 0xFF);
     header[9] = (char)((total - 10) >> 8);
     return total;
+}
+
+/* ---- extract ----------------------------------------------------------------------------------- */
+
+/* The blocks of one capture, kept until the flows' totals are known. */
+typedef struct flowpic__held {
+    flowpic_dataset *ds;     /* the destination */
+    flowpic_dataset held;    /* blocks go here first, one flow record per (flow, generation) */
+    size_t *flow_of;         /* held flow -> cutter flow */
+    size_t cap_flow_of;
+    uint32_t *held_of;       /* cutter flow -> its latest held flow, or UINT32_MAX */
+    size_t n_held_of, cap_held_of;
+    flowpic_result error;
+} flowpic__held;
+
+/* The held flow record of a block's (flow, generation), created when new. */
+static flowpic_result flowpic__held_flow(flowpic__held *h, const flowpic_block *b, uint32_t *id)
+{
+    flowpic_result res;
+    while (h->n_held_of <= b->flow) {
+        res = flowpic__reserve((void **)&h->held_of, &h->cap_held_of, h->n_held_of + 1, sizeof *h->held_of);
+        if (res != FLOWPIC_OK) return res;
+        h->held_of[h->n_held_of++] = UINT32_MAX;
+    }
+    *id = h->held_of[b->flow];
+    if (*id != UINT32_MAX && h->held.flows[*id].generation == b->flow_generation) return FLOWPIC_OK;
+    res = flowpic_dataset_add_flow(&h->held, &b->key, 0, b->flow_generation, id);
+    if (res == FLOWPIC_OK) res = flowpic__reserve((void **)&h->flow_of, &h->cap_flow_of, *id + 1u, sizeof *h->flow_of);
+    if (res != FLOWPIC_OK) return res;
+    h->flow_of[*id] = b->flow;
+    h->held_of[b->flow] = *id;
+    return FLOWPIC_OK;
+}
+
+static void flowpic__hold_block(void *user, const flowpic_block *b)
+{
+    flowpic__held *h = (flowpic__held *)user;
+    uint32_t id;
+    if (h->error != FLOWPIC_OK) return;
+    h->error = flowpic__held_flow(h, b, &id);
+    if (h->error == FLOWPIC_OK) h->error = flowpic_dataset_add_block(&h->held, id, 0, b);
+}
+
+/* A held flow's place in the output: by the cutter's first-seen order, then generation. */
+typedef struct flowpic__flow_rank {
+    uint64_t cutter_flow;
+    uint32_t generation;
+    uint32_t held;
+} flowpic__flow_rank;
+
+static int flowpic__cmp_rank(const void *a, const void *b)
+{
+    const flowpic__flow_rank *x = (const flowpic__flow_rank *)a, *y = (const flowpic__flow_rank *)b;
+    if (x->cutter_flow != y->cutter_flow) return x->cutter_flow < y->cutter_flow ? -1 : 1;
+    return x->generation < y->generation ? -1 : x->generation > y->generation;
+}
+
+/* Blocks by their flow's rank (stored in flow), then window. */
+static int flowpic__cmp_held(const void *a, const void *b)
+{
+    const flowpic_ds_block *x = (const flowpic_ds_block *)a, *y = (const flowpic_ds_block *)b;
+    if (x->flow != y->flow) return x->flow < y->flow ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Moves the held blocks of the flows label() names into h->ds, flows in first-seen order. */
+static flowpic_result flowpic__release(flowpic__held *h, const flowpic_cutter *c, uint32_t source,
+                                       flowpic_label_fn label, void *user)
+{
+    flowpic_dataset *ds = h->ds;
+    flowpic__flow_rank *ranks;
+    uint32_t *rank_of, ds_flow = 0, last = UINT32_MAX;
+    uint16_t class_id = 0;
+    size_t i, n = h->held.n_flows ? h->held.n_flows : 1;
+    int keep = 0;
+    flowpic_result res = FLOWPIC_OK;
+    ranks = (flowpic__flow_rank *)FLOWPIC_MALLOC(n * sizeof *ranks);
+    rank_of = (uint32_t *)FLOWPIC_MALLOC(n * sizeof *rank_of);
+    if (!ranks || !rank_of) res = FLOWPIC_ERR_NOMEM;
+    for (i = 0; res == FLOWPIC_OK && i < h->held.n_flows; i++) {
+        ranks[i].cutter_flow = h->flow_of[i];
+        ranks[i].generation = h->held.flows[i].generation;
+        ranks[i].held = (uint32_t)i;
+    }
+    if (res == FLOWPIC_OK) {
+        qsort(ranks, h->held.n_flows, sizeof *ranks, flowpic__cmp_rank);
+        for (i = 0; i < h->held.n_flows; i++) rank_of[ranks[i].held] = (uint32_t)i;
+        for (i = 0; i < h->held.n_blocks; i++) h->held.blocks[i].flow = rank_of[h->held.blocks[i].flow];
+        qsort(h->held.blocks, h->held.n_blocks, sizeof *h->held.blocks, flowpic__cmp_held);
+    }
+    for (i = 0; i < h->held.n_blocks && res == FLOWPIC_OK; i++) {
+        const flowpic_ds_block *b = &h->held.blocks[i];
+        const flowpic__flow_rank *fr = &ranks[b->flow];
+        flowpic_block blk;
+        if (b->flow != last) {
+            const char *name = label ? label(user, &c->flows.flows[fr->cutter_flow]) : "unlabelled";
+            last = b->flow;
+            keep = name != 0;
+            if (keep) res = flowpic_dataset_class(ds, name, &class_id);
+            if (keep && res == FLOWPIC_OK)
+                res = flowpic_dataset_add_flow(ds, &h->held.flows[fr->held].key, source, fr->generation, &ds_flow);
+        }
+        if (!keep || res != FLOWPIC_OK) continue;
+        memset(&blk, 0, sizeof blk);
+        blk.index = b->index;
+        blk.start_ns = b->start_ns;
+        blk.n_packets = b->n_packets;
+        blk.packets = h->held.packets + b->first;
+        res = flowpic_dataset_add_block(ds, ds_flow, class_id, &blk);
+    }
+    FLOWPIC_FREE(ranks);
+    FLOWPIC_FREE(rank_of);
+    return res;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_dataset_add_capture(flowpic_dataset *ds, pcapl_reader *r, const char *source,
+                                                       flowpic_label_fn label, void *label_user,
+                                                       flowpic_progress_fn progress, void *progress_user)
+{
+    flowpic_cutter c;
+    flowpic__held h;
+    pcapl_packet pkt;
+    pcapl_decoded d;
+    pcapl_result rr;
+    uint32_t source_id, held_source;
+    uint16_t held_class;
+    uint64_t packets = 0;
+    flowpic_result res = flowpic_dataset_source(ds, source, &source_id);
+    if (res != FLOWPIC_OK) return res;
+    memset(&h, 0, sizeof h);
+    h.ds = ds;
+    flowpic_dataset_init(&h.held, &ds->config);
+    res = flowpic_dataset_class(&h.held, "held", &held_class);
+    if (res == FLOWPIC_OK) res = flowpic_dataset_source(&h.held, "", &held_source);
+    if (res == FLOWPIC_OK) res = flowpic_cutter_init(&c, &ds->config, flowpic__hold_block, &h);
+    if (res != FLOWPIC_OK) {
+        flowpic_dataset_free(&h.held);
+        return res;
+    }
+    while (res == FLOWPIC_OK && (rr = pcapl_next(r, &pkt)) == PCAPL_OK) {
+        flowpic_packet p;
+        if (progress && !(++packets & 0xFFFFu)) progress(progress_user, packets, r->bytes);
+        if (pcapl_decode(&pkt, &d) != PCAPL_SKIP_NONE) continue;
+        flowpic_packet_from_decoded(&p, pkt.ts_ns, &d);
+        res = flowpic_cutter_add(&c, &p);
+        if (res == FLOWPIC_OK) res = h.error;
+    }
+    if (res == FLOWPIC_OK) res = flowpic_cutter_flush(&c);
+    if (res == FLOWPIC_OK) res = h.error;
+    if (res == FLOWPIC_OK) res = flowpic__release(&h, &c, source_id, label, label_user);
+    if (res == FLOWPIC_OK && r->error.code != PCAPL_OK) res = FLOWPIC_ERR_FORMAT;
+    flowpic_cutter_free(&c);
+    flowpic_dataset_free(&h.held);
+    FLOWPIC_FREE(h.flow_of);
+    FLOWPIC_FREE(h.held_of);
+    return res;
 }
 
 #ifdef __cplusplus

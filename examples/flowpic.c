@@ -61,25 +61,24 @@ static void print_time(FILE *out, uint64_t ns)
 
 typedef void (*packet_fn)(void *user, const pcapl_packet *pkt, const pcapl_decoded *d, pcapl_skip skip);
 
-/* Opens path ("-" = standard input), decodes every packet and hands it to fn. Returns 0, or 1
- * after printing the error; the packets before a bad record have been handed over. */
+/* Opens path ("-" = standard input); 0, or 1 after printing the error. */
+static int open_capture(const char *path, pcapl_reader *r)
+{
+    pcapl_result res = !strcmp(path, "-") ? pcapl_open_file(r, stdin) : pcapl_open_path(r, path);
+    if (res == PCAPL_OK) return 0;
+    if (res == PCAPL_ERR_OPEN)
+        fprintf(stderr, "flowpic: %s: cannot open: %s\n", path, strerror(errno));
+    else
+        report_reader_error(path, r);
+    return 1;
+}
+
 static int scan_capture(const char *path, pcapl_reader *r, packet_fn fn, void *user)
 {
     pcapl_packet pkt;
     pcapl_decoded d;
     pcapl_result res;
-    if (!strcmp(path, "-"))
-        res = pcapl_open_file(r, stdin);
-    else
-        res = pcapl_open_path(r, path);
-    if (res != PCAPL_OK) {
-        if (res == PCAPL_ERR_OPEN) {
-            fprintf(stderr, "flowpic: %s: cannot open: %s\n", path, strerror(errno));
-        } else {
-            report_reader_error(path, r);
-        }
-        return 1;
-    }
+    if (open_capture(path, r)) return 1;
     while ((res = pcapl_next(r, &pkt)) == PCAPL_OK) fn(user, &pkt, &d, pcapl_decode(&pkt, &d));
     if (res != PCAPL_END) {
         report_reader_error(path, r);
@@ -663,7 +662,7 @@ static double now_seconds(void)
 typedef struct progress {
     int on;
     int file, files;
-    uint64_t packets, bytes_done, bytes_total;
+    uint64_t packets, packets_before, bytes_done, bytes_total;
     double start, last;
 } progress;
 
@@ -699,123 +698,48 @@ static void progress_show(progress *p, uint64_t file_bytes, int force)
     if (force) fputc('\n', stderr);
 }
 
-/* The blocks of one capture, kept until the flows' totals are known (the filters need them). */
-typedef struct cut_record {
-    size_t flow;
-    uint32_t generation, index, n;
-    uint64_t start_ns, first;
-} cut_record;
+/* The label of a flow that passes the command-line filters and its file's rule filter. */
+typedef struct label_context {
+    const flow_filter *filter;
+    const flow_filter *rule_filter;
+    const char *label;
+} label_context;
 
-typedef struct file_cut {
-    flowpic_cutter cutter;
-    cut_record *recs;
-    size_t n_recs, cap_recs;
-    flowpic_pkt *pkts;
-    size_t n_pkts, cap_pkts;
-    int failed; /* out of memory or a flow limit */
-    flowpic_result error;
-    progress *prog;
-    const pcapl_reader *reader;
-} file_cut;
-
-static void collect_block(void *user, const flowpic_block *b)
+static const char *label_flow(void *user, const flowpic_flow *flow)
 {
-    file_cut *fc = (file_cut *)user;
-    cut_record *r;
-    if (fc->failed) return;
-    if (fc->n_recs == fc->cap_recs) {
-        size_t cap = fc->cap_recs ? fc->cap_recs * 2 : 64;
-        cut_record *nr = (cut_record *)realloc(fc->recs, cap * sizeof *nr);
-        if (!nr) goto nomem;
-        fc->recs = nr;
-        fc->cap_recs = cap;
-    }
-    while (fc->n_pkts + b->n_packets > fc->cap_pkts) {
-        size_t cap = fc->cap_pkts ? fc->cap_pkts * 2 : 4096;
-        flowpic_pkt *np = (flowpic_pkt *)realloc(fc->pkts, cap * sizeof *np);
-        if (!np) goto nomem;
-        fc->pkts = np;
-        fc->cap_pkts = cap;
-    }
-    r = &fc->recs[fc->n_recs++];
-    r->flow = b->flow;
-    r->generation = b->flow_generation;
-    r->index = b->index;
-    r->n = b->n_packets;
-    r->start_ns = b->start_ns;
-    r->first = fc->n_pkts;
-    memcpy(fc->pkts + fc->n_pkts, b->packets, b->n_packets * sizeof *b->packets);
-    fc->n_pkts += b->n_packets;
-    return;
-nomem:
-    fc->failed = 1;
-    fc->error = FLOWPIC_ERR_NOMEM;
+    const label_context *lc = (const label_context *)user;
+    if (!filter_passes(lc->filter, flow)) return 0;
+    if (lc->rule_filter && !filter_passes(lc->rule_filter, flow)) return 0;
+    return lc->label;
 }
 
-static void cut_packet(void *user, const pcapl_packet *pkt, const pcapl_decoded *d, pcapl_skip skip)
+static void progress_packets(void *user, uint64_t packets, uint64_t bytes)
 {
-    file_cut *fc = (file_cut *)user;
-    flowpic_packet p;
-    flowpic_result res;
-    if (fc->prog && !(++fc->prog->packets & 0xFFFF)) progress_show(fc->prog, fc->reader->bytes, 0);
-    if (skip != PCAPL_SKIP_NONE || fc->failed) return;
-    flowpic_packet_from_decoded(&p, pkt->ts_ns, d);
-    res = flowpic_cutter_add(&fc->cutter, &p);
-    if (res != FLOWPIC_OK) {
-        fc->failed = 1;
-        fc->error = res;
-    }
+    progress *p = (progress *)user;
+    p->packets = p->packets_before + packets;
+    progress_show(p, bytes, 0);
 }
 
-static int cmp_record(const void *a, const void *b)
+/* Adds the labelled blocks of one capture to ds; 0, or 1 after reporting an error. */
+static int add_capture(flowpic_dataset *ds, const char *path, label_context *lc, progress *prog)
 {
-    const cut_record *x = (const cut_record *)a, *y = (const cut_record *)b;
-    if (x->flow != y->flow) return x->flow < y->flow ? -1 : 1;
-    if (x->generation != y->generation) return x->generation < y->generation ? -1 : 1;
-    return x->index < y->index ? -1 : x->index > y->index;
-}
-
-/* What a command does with each selected block. */
-typedef void (*block_sink)(void *user, const flowpic_flow *flow, const cut_record *rec, const flowpic_pkt *pkts);
-
-/* Cuts one capture into blocks and hands the blocks of the flows that pass both filters to
- * sink, flow by flow in first-seen order. 0 on success, 1 after reporting an error. */
-static int cut_capture(const flowpic_block_config *cfg, const char *path, const flow_filter *filter,
-                       const flow_filter *rule_filter, block_sink sink, void *user, progress *prog)
-{
-    file_cut fc;
     pcapl_reader r;
-    size_t i;
-    int failed;
-    memset(&fc, 0, sizeof fc);
-    fc.prog = prog;
-    fc.reader = &r;
-    flowpic_cutter_init(&fc.cutter, cfg, collect_block, &fc);
-    failed = scan_capture(path, &r, cut_packet, &fc);
-    if (!fc.failed) {
-        flowpic_result res = flowpic_cutter_flush(&fc.cutter);
-        if (res != FLOWPIC_OK) fc.failed = 1, fc.error = res;
+    flowpic_result res;
+    if (open_capture(path, &r)) return 1;
+    res = flowpic_dataset_add_capture(ds, &r, path, label_flow, lc, prog ? progress_packets : 0, prog);
+    if (prog) {
+        prog->bytes_done += r.bytes;
+        prog->packets_before += r.packets;
+        prog->packets = prog->packets_before;
     }
-    if (prog) prog->bytes_done += r.bytes;
+    if (r.error.code != PCAPL_OK && r.error.code != PCAPL_END)
+        report_reader_error(path, &r);
+    else if (res != FLOWPIC_OK)
+        fprintf(stderr, "flowpic: %s: %s\n", path, flowpic_result_string(res));
     pcapl_close(&r);
-    if (fc.failed) {
-        fprintf(stderr, "flowpic: %s: %s\n", path, flowpic_result_string(fc.error));
-        failed = 1;
-    }
-    qsort(fc.recs, fc.n_recs, sizeof *fc.recs, cmp_record);
-    for (i = 0; i < fc.n_recs && !fc.failed; i++) {
-        const flowpic_flow *flow = &fc.cutter.flows.flows[fc.recs[i].flow];
-        if (filter_passes(filter, flow) && (!rule_filter || filter_passes(rule_filter, flow)))
-            sink(user, flow, &fc.recs[i], fc.pkts + fc.recs[i].first);
-    }
-    flowpic_cutter_free(&fc.cutter);
-    free(fc.recs);
-    free(fc.pkts);
-    return failed;
+    return res != FLOWPIC_OK;
 }
 
-/* Parses the options of extract / blocks / render; returns the index of the first file, or -1
- * after a usage error. */
 /* A command's own value options besides the selection: 1 taken, 0 not its, -1 bad value. */
 typedef int (*extra_option_fn)(void *user, const char *name, const char *value);
 
@@ -858,53 +782,23 @@ static int parse_selection(const char *cmd, selection *sel, int argc, char **arg
     return i;
 }
 
-/* The label and rule filter for a file; 0 when a label map has no rule for it. */
-static int label_for(const selection *sel, const char *path, const char **label, const flow_filter **rule_filter)
+/* The labelling of a file; 0 when a label map has no rule for it. */
+static int label_for(const selection *sel, const char *path, label_context *lc)
 {
-    *rule_filter = 0;
+    lc->filter = &sel->filter;
+    lc->rule_filter = 0;
     if (sel->labels_path) {
         const label_rule *rule = find_rule(&sel->map, path);
         if (!rule) return 0;
-        *label = rule->label;
-        *rule_filter = &rule->filter;
+        lc->label = rule->label;
+        lc->rule_filter = &rule->filter;
         return 1;
     }
-    *label = sel->label ? sel->label : "unlabelled";
+    lc->label = sel->label ? sel->label : "unlabelled";
     return 1;
 }
 
 /* ---- extract --------------------------------------------------------------------------------- */
-
-typedef struct extract_state {
-    flowpic_dataset ds;
-    uint32_t source;
-    uint16_t label;
-    size_t last_flow;       /* cutter flow of the last block added, and its data-set flow */
-    uint32_t last_generation, last_id;
-    int have_last;
-    flowpic_result error;
-} extract_state;
-
-static void extract_sink(void *user, const flowpic_flow *flow, const cut_record *rec, const flowpic_pkt *pkts)
-{
-    extract_state *st = (extract_state *)user;
-    flowpic_block b;
-    flowpic_result res = FLOWPIC_OK;
-    if (st->error != FLOWPIC_OK) return;
-    if (!st->have_last || st->last_flow != rec->flow || st->last_generation != rec->generation) {
-        res = flowpic_dataset_add_flow(&st->ds, &flow->key, st->source, rec->generation, &st->last_id);
-        st->last_flow = rec->flow;
-        st->last_generation = rec->generation;
-        st->have_last = 1;
-    }
-    memset(&b, 0, sizeof b);
-    b.index = rec->index;
-    b.start_ns = rec->start_ns;
-    b.n_packets = rec->n;
-    b.packets = pkts;
-    if (res == FLOWPIC_OK) res = flowpic_dataset_add_block(&st->ds, st->last_id, st->label, &b);
-    st->error = res;
-}
 
 static void print_class_summary(FILE *out, const flowpic_dataset *ds)
 {
@@ -923,33 +817,19 @@ static void print_class_summary(FILE *out, const flowpic_dataset *ds)
 }
 
 /* Runs the selection over files into ds (extract, render from captures). */
-static int extract_into(const selection *sel, const flowpic_block_config *cfg, int n, char **files,
-                        extract_state *st, int *skipped)
+static int extract_into(const selection *sel, int n, char **files, flowpic_dataset *ds, int *skipped)
 {
     progress prog;
     int i, status = 0;
     progress_init(&prog, sel->progress, files, n);
     for (i = 0; i < n; i++) {
-        const char *label;
-        const flow_filter *rule_filter;
-        flowpic_result res;
+        label_context lc;
         prog.file = i + 1;
-        if (!label_for(sel, files[i], &label, &rule_filter)) {
+        if (!label_for(sel, files[i], &lc)) {
             (*skipped)++;
             continue;
         }
-        res = flowpic_dataset_source(&st->ds, files[i], &st->source);
-        if (res == FLOWPIC_OK) res = flowpic_dataset_class(&st->ds, label, &st->label);
-        if (res != FLOWPIC_OK) {
-            fprintf(stderr, "flowpic: %s: %s\n", files[i], flowpic_result_string(res));
-            return 1;
-        }
-        st->have_last = 0;
-        if (cut_capture(cfg, files[i], &sel->filter, rule_filter, extract_sink, st, &prog)) status = 1;
-        if (st->error != FLOWPIC_OK) {
-            fprintf(stderr, "flowpic: %s: %s\n", files[i], flowpic_result_string(st->error));
-            return 1;
-        }
+        if (add_capture(ds, files[i], &lc, &prog)) status = 1;
     }
     progress_show(&prog, 0, 1);
     return status;
@@ -959,7 +839,7 @@ static int cmd_extract(int argc, char **argv)
 {
     selection sel;
     flowpic_block_config cfg;
-    extract_state st;
+    flowpic_dataset ds;
     flowpic_error err;
     int first = parse_selection("extract", &sel, argc, argv, &cfg, 0, 0), skipped = 0, status;
     if (first == -2) return EXIT_RUNTIME;
@@ -974,34 +854,29 @@ static int cmd_extract(int argc, char **argv)
         free_label_map(&sel.map);
         return EXIT_USAGE;
     }
-    memset(&st, 0, sizeof st);
-    flowpic_dataset_init(&st.ds, &cfg);
-    status = extract_into(&sel, &cfg, argc - first, argv + first, &st, &skipped);
+    flowpic_dataset_init(&ds, &cfg);
+    status = extract_into(&sel, argc - first, argv + first, &ds, &skipped);
     if (status != 0) {
         fprintf(stderr, "flowpic: %s: not written (an input failed)\n", sel.output);
     } else {
-        if (flowpic_dataset_save(&st.ds, sel.output, &err) != FLOWPIC_OK) {
+        if (flowpic_dataset_save(&ds, sel.output, &err) != FLOWPIC_OK) {
             fprintf(stderr, "flowpic: %s: %s\n", sel.output, err.reason);
             status = 1;
         } else {
             printf("wrote %s: %llu blocks, %llu packets, %u classes, %u captures", sel.output,
-                   (unsigned long long)st.ds.n_blocks, (unsigned long long)st.ds.n_packets, st.ds.n_classes,
-                   st.ds.n_sources);
+                   (unsigned long long)ds.n_blocks, (unsigned long long)ds.n_packets, ds.n_classes,
+                   ds.n_sources);
             if (skipped) printf(", %d captures matched no label rule (skipped)", skipped);
             printf("\n");
-            print_class_summary(stdout, &st.ds);
+            print_class_summary(stdout, &ds);
         }
     }
-    flowpic_dataset_free(&st.ds);
+    flowpic_dataset_free(&ds);
     free_label_map(&sel.map);
     return status ? EXIT_RUNTIME : 0;
 }
 
 /* ---- blocks ---------------------------------------------------------------------------------- */
-
-typedef struct blocks_state {
-    flowpic_preset preset;
-} blocks_state;
 
 /* The packets of a block that are in its picture (the original preset leaves out sizes > 1500). */
 static uint32_t picture_packets(flowpic_preset preset, const flowpic_pkt *pkts, uint32_t n)
@@ -1020,20 +895,22 @@ static void print_key(const flowpic_key *k)
     printf("%s\t%s\t%u\t%s\t%u", k->proto == 6 ? "tcp" : "udp", src, k->sport, dst, k->dport);
 }
 
-static void blocks_sink(void *user, const flowpic_flow *flow, const cut_record *rec, const flowpic_pkt *pkts)
+static void print_blocks(const flowpic_dataset *ds)
 {
-    const blocks_state *st = (const blocks_state *)user;
-    print_key(&flow->key);
-    printf("\t%u\t", rec->index);
-    print_time(stdout, rec->start_ns);
-    printf("\t%u\n", picture_packets(st->preset, pkts, rec->n));
+    size_t i;
+    for (i = 0; i < ds->n_blocks; i++) {
+        const flowpic_ds_block *b = &ds->blocks[i];
+        print_key(&ds->flows[b->flow].key);
+        printf("\t%u\t", b->index);
+        print_time(stdout, b->start_ns);
+        printf("\t%u\n", picture_packets(ds->config.preset, flowpic_dataset_block_packets(ds, i), b->n_packets));
+    }
 }
 
 static int cmd_blocks(int argc, char **argv)
 {
     selection sel;
     flowpic_block_config cfg;
-    blocks_state st;
     int first = parse_selection("blocks", &sel, argc, argv, &cfg, 0, 0), i, status = 0;
     if (first == -2) return EXIT_RUNTIME;
     if (first < 0) return EXIT_USAGE;
@@ -1042,13 +919,15 @@ static int cmd_blocks(int argc, char **argv)
         free_label_map(&sel.map);
         return EXIT_USAGE;
     }
-    st.preset = cfg.preset;
     printf("proto\tsrc\tsport\tdst\tdport\tblock\tstart\tpackets\n");
     for (i = first; i < argc; i++) {
-        const char *label;
-        const flow_filter *rule_filter;
-        if (!label_for(&sel, argv[i], &label, &rule_filter)) continue;
-        if (cut_capture(&cfg, argv[i], &sel.filter, rule_filter, blocks_sink, &st, 0)) status = 1;
+        flowpic_dataset ds;
+        label_context lc;
+        if (!label_for(&sel, argv[i], &lc)) continue;
+        flowpic_dataset_init(&ds, &cfg);
+        if (add_capture(&ds, argv[i], &lc, 0)) status = 1;
+        print_blocks(&ds);
+        flowpic_dataset_free(&ds);
     }
     free_label_map(&sel.map);
     return status ? EXIT_RUNTIME : 0;
@@ -1198,7 +1077,7 @@ static int cmd_render(int argc, char **argv)
     selection sel;
     flowpic_block_config cfg;
     render_options ro;
-    extract_state st;
+    flowpic_dataset ds;
     flowpic_picture pic;
     flowpic_error err;
     const flowpic_ds_block *b;
@@ -1214,16 +1093,15 @@ static int cmd_render(int argc, char **argv)
         free_label_map(&sel.map);
         return EXIT_USAGE;
     }
-    memset(&st, 0, sizeof st);
     if (is_dataset_file(argv[first])) {
-        if (!load_datasets(1, argv + first, &st.ds)) status = 1;
+        if (!load_datasets(1, argv + first, &ds)) status = 1;
     } else {
-        flowpic_dataset_init(&st.ds, &cfg);
-        status = extract_into(&sel, &cfg, 1, argv + first, &st, &skipped);
+        flowpic_dataset_init(&ds, &cfg);
+        status = extract_into(&sel, 1, argv + first, &ds, &skipped);
     }
-    if (!status && ro.index >= st.ds.n_blocks) {
+    if (!status && ro.index >= ds.n_blocks) {
         fprintf(stderr, "flowpic: %s: no block %llu (it has %llu)\n", argv[first], ro.index,
-                (unsigned long long)st.ds.n_blocks);
+                (unsigned long long)ds.n_blocks);
         status = 1;
     }
     memset(&pic, 0, sizeof pic);
@@ -1231,9 +1109,9 @@ static int cmd_render(int argc, char **argv)
         uint32_t res = ro.has_res ? (uint32_t)ro.res : 1500;
         uint32_t scale = ro.has_scale ? (uint32_t)ro.scale : res >= 512 ? 1 : (512 + res - 1) / res;
         flowpic_result r;
-        b = &st.ds.blocks[ro.index];
-        r = flowpic_picture_build(&pic, st.ds.config.preset, st.ds.config.block_ns,
-                                  flowpic_dataset_block_packets(&st.ds, ro.index), b->n_packets, res);
+        b = &ds.blocks[ro.index];
+        r = flowpic_picture_build(&pic, ds.config.preset, ds.config.block_ns,
+                                  flowpic_dataset_block_packets(&ds, ro.index), b->n_packets, res);
         if (r == FLOWPIC_OK)
             r = ends_with(sel.output, ".pgm") ? flowpic_picture_pgm(&pic, scale, &data, &size)
                                               : flowpic_picture_png(&pic, scale, &data, &size);
@@ -1242,15 +1120,15 @@ static int cmd_render(int argc, char **argv)
             fprintf(stderr, "flowpic: %s: %s\n", sel.output, r == FLOWPIC_ERR_IO ? err.reason : flowpic_result_string(r));
             status = 1;
         } else {
-            printf("wrote %s: block %llu (%s, ", sel.output, ro.index, st.ds.classes[b->label]);
-            print_key(&st.ds.flows[b->flow].key);
+            printf("wrote %s: block %llu (%s, ", sel.output, ro.index, ds.classes[b->label]);
+            print_key(&ds.flows[b->flow].key);
             printf(", window %u), %u x %u pixels at scale %u, %u packets, %u non-zero pixels\n", b->index, res, res,
                    scale, pic.packets, pic.n);
         }
     }
     free(data);
     flowpic_picture_free(&pic);
-    flowpic_dataset_free(&st.ds);
+    flowpic_dataset_free(&ds);
     free_label_map(&sel.map);
     return status ? EXIT_RUNTIME : 0;
 }

@@ -346,7 +346,8 @@ check_extract() {
 }
 
 # time_pair TAG FP_NAME FP_CMD AN_NAME AN_CMD: times both commands (the anchor only with HAVE_ANCHOR=1)
-# and sets FP_T and AN_T to "median min max user sys" in seconds (user/sys are "-" without hyperfine).
+# and sets FP_T and AN_T to "median min max user sys mean" in seconds (wall time; user and sys are means;
+# without hyperfine user, sys and mean are "-").
 # The command lines are split on spaces, by hyperfine -N and by the loop alike: paths have none.
 time_pair() {
     case $BENCH_TIMER in
@@ -371,8 +372,8 @@ time_hyperfine() {
         --export-json "$OUT/hyperfine-$tag.json" --export-csv "$OUT/hyperfine-$tag.csv" "$@" \
         > "$OUT/hyperfine-$tag.txt" 2>&1 || { cat "$OUT/hyperfine-$tag.txt" >&2; die "hyperfine failed"; }
     # CSV: command,mean,stddev,median,user,system,min,max (seconds)
-    FP_T=$(awk -F, -v n="$fp_name" '$1 == n { print $4, $7, $8, $5, $6 }' "$OUT/hyperfine-$tag.csv")
-    AN_T=$(awk -F, -v n="$an_name" '$1 == n { print $4, $7, $8, $5, $6 }' "$OUT/hyperfine-$tag.csv")
+    FP_T=$(awk -F, -v n="$fp_name" '$1 == n { print $4, $7, $8, $5, $6, $2 }' "$OUT/hyperfine-$tag.csv")
+    AN_T=$(awk -F, -v n="$an_name" '$1 == n { print $4, $7, $8, $5, $6, $2 }' "$OUT/hyperfine-$tag.csv")
 }
 
 # Fallback without hyperfine: date +%s%N around each run (GNU date; includes fork+exec of the
@@ -393,9 +394,9 @@ time_loop() {
         fi
         i=$(( i + 1 ))
     done
-    FP_T="$(median_min "$OUT/loop-$tag-flowpic.txt") - -"
+    FP_T="$(median_min "$OUT/loop-$tag-flowpic.txt") - - -"
     AN_T=
-    [ "$HAVE_ANCHOR" = 1 ] && AN_T="$(median_min "$OUT/loop-$tag-anchor.txt") - -"
+    [ "$HAVE_ANCHOR" = 1 ] && AN_T="$(median_min "$OUT/loop-$tag-anchor.txt") - - -"
 }
 
 # rss NAME CMD...: peak RSS (GNU time %M = max resident set in KiB) of one run, outside the timed runs;
@@ -407,7 +408,7 @@ rss() {
     tail -n 1 "$OUT/rss-$name.txt"
 }
 
-# detail LABEL "median min max user sys": a human-readable line per command (seconds and MB/s).
+# detail LABEL "median min max user sys mean": a human-readable line per command (seconds and MB/s).
 detail() {
     printf '%s\n' "$2" | awk -v l="$1" -v b="$BYTES" -v p="$PACKETS" '{
         line = sprintf("# %-24s median %.3f s (%.1f MB/s, %.0f packets/s)  min %.3f s (%.1f MB/s)  max %.3f s",
@@ -417,12 +418,18 @@ detail() {
     }'
 }
 
-# multicore WHAT "median min max user sys": a note when the command used more CPU than wall time.
-multicore() {
+# cpu_share WHAT "median min max user sys mean": a note when the command's CPU time (user + sys) is
+# well over its wall time (it runs on several cores; the anchor runs on one), or well under it. All
+# the commands are single-threaded reads from the page cache, so the latter means they waited for a
+# CPU: the machine was busy and the figures are too low (by how much differs between the commands).
+cpu_share() {
     case $2 in
-        *' - -') ;;
-        *) printf '%s\n' "$2" | awk -v w="$1" '($4 + $5) > 1.2 * $1 {
-               print "# note: " w " used more CPU time than wall time: it runs on several cores (the anchor on one)" }' ;;
+        *' - - -') ;;
+        *) printf '%s\n' "$2" | awk -v w="$1" '{
+               s = ($4 + $5) / $6
+               if (s > 1.2) print "# note: " w " used more CPU time than wall time: it runs on several cores (the anchor on one)"
+               else if (s < 0.85) printf "# note: %s got %.0f%% of a CPU (user + sys / wall, means): the machine was busy, its figures are too low\n", w, 100 * s
+           }' ;;
     esac
 }
 
@@ -493,9 +500,11 @@ if [ -n "$EX_FP_RSS" ]; then
 fi
 summary dataset_bytes_per_packet "$(awk -v b="$FPDS_BYTES" -v p="$KEPT" 'BEGIN { printf "%.6f", b / p }')" bytes/packet 8 2 0
 
-# If flowpic is multi-threaded the anchor comparison is not like for like (the anchor is single-threaded).
-multicore "flowpic info" "$INFO_FP_T"
-multicore "flowpic extract" "$EX_FP_T"
+# Multi-threaded flowpic is not like for like; a starved command means a busy machine.
+cpu_share "flowpic info" "$INFO_FP_T"
+cpu_share "anchor --count-only" "$INFO_AN_T"
+cpu_share "flowpic extract" "$EX_FP_T"
+cpu_share "anchor extract" "$EX_AN_T"
 
 echo "# summary: name value unit anchor_value ratio (ratio = flowpic / anchor; RSS: > 1 means flowpic uses more;"
 echo "#   dataset_bytes_per_packet: anchor_value is the target, 8 bytes, and the ratio must be <= 1)"

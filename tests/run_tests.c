@@ -48,7 +48,8 @@
     X(dataset_bad_files)                                                                       \
     X(dataset_every_truncation)                                                                \
     X(dataset_save_is_atomic)                                                                  \
-    X(images)
+    X(images)                                                                                  \
+    X(dataset_add_capture)
 
 #define DECLARE(name) void test_##name(void);
 TEST_LIST(DECLARE)

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include "capbuild.h"
 #include "harness.h"
 
 void test_dataset_round_trip(void);
@@ -293,4 +294,72 @@ void test_images(void)
     CHECK_EQ(header[FLOWPIC_NPY_HEADER - 1], '\n');
     CHECK_EQ(flowpic_crc32(0, "123456789", 9), 0xCBF43926u);
     flowpic_picture_free(&pic);
+}
+
+void test_dataset_add_capture(void);
+
+/* Labels flows by destination port: 53 -> "dns", 443 -> "web", others left out. */
+static const char *label_by_port(void *user, const flowpic_flow *flow)
+{
+    int *calls = (int *)user;
+    (*calls)++;
+    return flow->key.dport == 53 ? "dns" : flow->key.dport == 443 ? "web" : 0;
+}
+
+void test_dataset_add_capture(void)
+{
+    cb b;
+    uint8_t frame[512];
+    frame_spec s;
+    flowpic_block_config cfg;
+    flowpic_dataset ds;
+    pcapl_reader r;
+    int i, calls = 0;
+    uint32_t n;
+    static const uint16_t ports[3] = {443, 53, 8080};
+    cb_init(&b, 0);
+    cb_pcap_header(&b, 0, 1, 65535);
+    /* three flows interleaved, 12 packets each at 1 s; then flow 443 again after 100 s of
+     * silence (a second generation with the idle timeout), then a truncated record */
+    for (i = 0; i < 36; i++) {
+        spec_default(&s, 4, 17);
+        s.dport = ports[i % 3];
+        n = build_eth(frame, &s);
+        cb_pcap_record(&b, 1000 + (uint32_t)(i / 3), 0, frame, n, n);
+    }
+    for (i = 0; i < 10; i++) {
+        spec_default(&s, 4, 17);
+        n = build_eth(frame, &s);
+        cb_pcap_record(&b, 1200 + (uint32_t)i, 0, frame, n, n);
+    }
+    flowpic_block_config_preset(&cfg, FLOWPIC_PRESET_PAPER);
+    cfg.idle_timeout_ns = 30000000000ull;
+    flowpic_dataset_init(&ds, &cfg);
+    CHECK_EQ(pcapl_open_memory(&r, b.data, b.len), PCAPL_OK);
+    CHECK_EQ(flowpic_dataset_add_capture(&ds, &r, "mem", label_by_port, &calls, 0, 0), FLOWPIC_OK);
+    pcapl_close(&r);
+    CHECK_EQ(calls, 4);        /* once per (flow, generation) with blocks */
+    CHECK_EQ(ds.n_flows, 3);   /* 443 twice (generations 0 and 1), 53; 8080 left out */
+    CHECK_EQ(ds.n_blocks, 3);
+    CHECK_EQ(ds.flows[0].key.dport, 443); /* first-seen order, then generation */
+    CHECK_EQ(ds.flows[0].generation, 0);
+    CHECK_EQ(ds.flows[1].key.dport, 443);
+    CHECK_EQ(ds.flows[1].generation, 1);
+    CHECK_EQ(ds.flows[2].key.dport, 53);
+    CHECK_STR(ds.classes[ds.blocks[0].label], "web");
+    CHECK_STR(ds.classes[ds.blocks[2].label], "dns");
+    CHECK_EQ(ds.blocks[1].start_ns, 1200000000000ull);
+    CHECK_EQ(ds.blocks[1].n_packets, 10);
+    /* a truncated capture: the blocks before the bad record are kept, the error is reported */
+    b.len -= 7;
+    flowpic_dataset_free(&ds);
+    flowpic_dataset_init(&ds, &cfg);
+    CHECK_EQ(pcapl_open_memory(&r, b.data, b.len), PCAPL_OK);
+    CHECK_EQ(flowpic_dataset_add_capture(&ds, &r, "mem", 0, 0, 0, 0), FLOWPIC_ERR_FORMAT);
+    CHECK_EQ(r.error.code, PCAPL_ERR_TRUNCATED);
+    CHECK_EQ(ds.n_blocks, 3); /* 443, 53, 8080: the second 443 generation has only 9 packets */
+    CHECK_STR(ds.classes[0], "unlabelled");
+    pcapl_close(&r);
+    flowpic_dataset_free(&ds);
+    cb_free(&b);
 }
