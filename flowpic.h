@@ -388,10 +388,12 @@ FLOWPIC_DEF flowpic_result flowpic_write_file_atomic(const char *path, const voi
  * Pictures as files people and other tools can open. Orientation: time left to right, size
  * bottom to top; every non-zero pixel black on white (the paper's figures), each scale x scale. */
 
-FLOWPIC_DEF flowpic_result flowpic_picture_png(const flowpic_picture *pic, uint32_t scale, uint8_t **data,
-                                               size_t *size);
-FLOWPIC_DEF flowpic_result flowpic_picture_pgm(const flowpic_picture *pic, uint32_t scale, uint8_t **data,
-                                               size_t *size);
+/* dot: extra pixels painted around each non-zero pixel (on each side), so that single packets
+ * stay visible on large images; 0 for exact pixels. */
+FLOWPIC_DEF flowpic_result flowpic_picture_png(const flowpic_picture *pic, uint32_t scale, uint32_t dot,
+                                               uint8_t **data, size_t *size);
+FLOWPIC_DEF flowpic_result flowpic_picture_pgm(const flowpic_picture *pic, uint32_t scale, uint32_t dot,
+                                               uint8_t **data, size_t *size);
 /* The header of a NumPy .npy file (format 1.0, C order) for an array of the given shape and
  * dtype ("<f4", "|u1", "<i4"...): header is FLOWPIC_NPY_HEADER bytes; returns its length. */
 #define FLOWPIC_NPY_HEADER 128
@@ -1830,18 +1832,20 @@ FLOWPIC_DEF flowpic_result flowpic_dataset_load(flowpic_dataset *ds, const char 
 /* ---- images ------------------------------------------------------------------------------------ */
 
 /* The 8-bit gray image (0 = black) of a picture: rows top (largest sizes) to bottom. */
-static flowpic_result flowpic__gray(const flowpic_picture *pic, uint32_t scale, uint8_t **gray, uint32_t *side)
+static flowpic_result flowpic__gray(const flowpic_picture *pic, uint32_t scale, uint32_t dot, uint8_t **gray,
+                                    uint32_t *side)
 {
     uint32_t i, s = pic->res * scale;
-    if (!scale || !pic->res || scale > FLOWPIC_MAX_RES || s > 65536u) return FLOWPIC_ERR_ARG;
+    if (!scale || !pic->res || scale > FLOWPIC_MAX_RES || s > 65536u || dot > 64) return FLOWPIC_ERR_ARG;
     *gray = (uint8_t *)FLOWPIC_MALLOC((size_t)s * s);
     if (!*gray) return FLOWPIC_ERR_NOMEM;
     memset(*gray, 255, (size_t)s * s);
     for (i = 0; i < pic->n; i++) {
-        uint32_t row = pic->pixels[i].index / pic->res, col = pic->pixels[i].index % pic->res, y, x;
-        uint32_t top = (pic->res - 1 - row) * scale;
-        for (y = 0; y < scale; y++)
-            for (x = 0; x < scale; x++) (*gray)[(size_t)(top + y) * s + col * scale + x] = 0;
+        uint32_t row = pic->pixels[i].index / pic->res, col = pic->pixels[i].index % pic->res, y;
+        uint32_t top = (pic->res - 1 - row) * scale, left = col * scale;
+        uint32_t y0 = top > dot ? top - dot : 0, x0 = left > dot ? left - dot : 0;
+        uint32_t y1 = top + scale + dot < s ? top + scale + dot : s, x1 = left + scale + dot < s ? left + scale + dot : s;
+        for (y = y0; y < y1; y++) memset(*gray + (size_t)y * s + x0, 0, x1 - x0);
     }
     *side = s;
     return FLOWPIC_OK;
@@ -1868,14 +1872,14 @@ static void flowpic__png_chunk(flowpic__out *o, const char *type, const uint8_t 
     if (!o->failed) flowpic__put_be32(o, flowpic_crc32(0, o->data + at, n + 4));
 }
 
-FLOWPIC_DEF flowpic_result flowpic_picture_png(const flowpic_picture *pic, uint32_t scale, uint8_t **data,
-                                               size_t *size)
+FLOWPIC_DEF flowpic_result flowpic_picture_png(const flowpic_picture *pic, uint32_t scale, uint32_t dot,
+                                               uint8_t **data, size_t *size)
 {
     uint8_t *gray, ihdr[13];
     uint32_t side, y, a = 1, b = 0;
     flowpic__out o, z;
     size_t raw, done = 0, i;
-    flowpic_result res = flowpic__gray(pic, scale, &gray, &side);
+    flowpic_result res = flowpic__gray(pic, scale, dot, &gray, &side);
     if (res != FLOWPIC_OK) return res;
     memset(&o, 0, sizeof o);
     memset(&z, 0, sizeof z);
@@ -1923,15 +1927,15 @@ FLOWPIC_DEF flowpic_result flowpic_picture_png(const flowpic_picture *pic, uint3
     return FLOWPIC_OK;
 }
 
-FLOWPIC_DEF flowpic_result flowpic_picture_pgm(const flowpic_picture *pic, uint32_t scale, uint8_t **data,
-                                               size_t *size)
+FLOWPIC_DEF flowpic_result flowpic_picture_pgm(const flowpic_picture *pic, uint32_t scale, uint32_t dot,
+                                               uint8_t **data, size_t *size)
 {
     uint8_t *gray;
     uint32_t side;
     char head[64];
     flowpic__out o;
     int n;
-    flowpic_result res = flowpic__gray(pic, scale, &gray, &side);
+    flowpic_result res = flowpic__gray(pic, scale, dot, &gray, &side);
     if (res != FLOWPIC_OK) return res;
     memset(&o, 0, sizeof o);
     n = snprintf(head, sizeof head, "P5\n%u %u\n255\n", side, side);

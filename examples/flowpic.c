@@ -1044,8 +1044,8 @@ static int cmd_stats(int argc, char **argv)
 /* ---- render ---------------------------------------------------------------------------------- */
 
 typedef struct render_options {
-    unsigned long long index, res, scale;
-    int has_res, has_scale;
+    unsigned long long index, res, scale, dot;
+    int has_res, has_scale, has_dot;
 } render_options;
 
 static int render_option(void *user, const char *name, const char *value)
@@ -1054,6 +1054,7 @@ static int render_option(void *user, const char *name, const char *value)
     if (!strcmp(name, "--index")) return parse_ulong(value, UINT32_MAX, &o->index) ? 1 : -1;
     if (!strcmp(name, "--res")) return (o->has_res = parse_ulong(value, FLOWPIC_MAX_RES, &o->res) && o->res) ? 1 : -1;
     if (!strcmp(name, "--scale")) return (o->has_scale = parse_ulong(value, 64, &o->scale) && o->scale) ? 1 : -1;
+    if (!strcmp(name, "--dot")) return (o->has_dot = parse_ulong(value, 64, &o->dot)) ? 1 : -1;
     return 0;
 }
 
@@ -1108,13 +1109,14 @@ static int cmd_render(int argc, char **argv)
     if (!status) {
         uint32_t res = ro.has_res ? (uint32_t)ro.res : 1500;
         uint32_t scale = ro.has_scale ? (uint32_t)ro.scale : res >= 512 ? 1 : (512 + res - 1) / res;
+        uint32_t dot = ro.has_dot ? (uint32_t)ro.dot : res * scale >= 1000 ? 3 : 0;
         flowpic_result r;
         b = &ds.blocks[ro.index];
         r = flowpic_picture_build(&pic, ds.config.preset, ds.config.block_ns,
                                   flowpic_dataset_block_packets(&ds, ro.index), b->n_packets, res);
         if (r == FLOWPIC_OK)
-            r = ends_with(sel.output, ".pgm") ? flowpic_picture_pgm(&pic, scale, &data, &size)
-                                              : flowpic_picture_png(&pic, scale, &data, &size);
+            r = ends_with(sel.output, ".pgm") ? flowpic_picture_pgm(&pic, scale, dot, &data, &size)
+                                              : flowpic_picture_png(&pic, scale, dot, &data, &size);
         if (r == FLOWPIC_OK) r = flowpic_write_file_atomic(sel.output, data, size, &err);
         if (r != FLOWPIC_OK) {
             fprintf(stderr, "flowpic: %s: %s\n", sel.output, r == FLOWPIC_ERR_IO ? err.reason : flowpic_result_string(r));
@@ -1367,11 +1369,13 @@ static const command commands[] = {
      "  --pixels R   instead: the non-zero pixels of all pictures at R x R and their checksum,\n"
      "               the sum of mix64(row << 40 | column << 20 | count) (as ../shared/bench)\n"},
     {"render", cmd_render, "draw one FlowPic as PNG or PGM",
-     "usage: flowpic render [--index N] [--res R] [--scale S] [OPTIONS] -o OUT.png DATASET|FILE\n"
+     "usage: flowpic render [--index N] [--res R] [--scale S] [--dot D] [OPTIONS] -o OUT.png DATASET|FILE\n"
      "\n"
      "Draws block N (default 0) of a data set, or of a capture cut with the options of extract,\n"
      "at R x R (default 1500), each pixel S x S (default: 512 / R rounded up, at least 1).\n"
-     "Time runs left to right, size bottom to top; every non-zero pixel is black on white.\n"
+     "Time runs left to right, size bottom to top; every non-zero pixel is black on white,\n"
+     "grown by D image pixels on each side so single packets show (default: 3 when the image\n"
+     "is 1000 pixels or more, else 0).\n"
      "OUT ending in .pgm gives PGM, anything else PNG.\n"},
     {"export", cmd_export, "pictures and labels as NumPy files",
      "usage: flowpic export --npy OUT.npy [--res R] [--dtype u8|f32] [--transform T] DATASET...\n"

@@ -271,7 +271,7 @@ void test_images(void)
     p[0] = FLOWPIC_PKT(0, 1);                /* bottom left */
     p[1] = FLOWPIC_PKT(59999999999ull, 1500); /* top right */
     CHECK_EQ(flowpic_picture_build(&pic, FLOWPIC_PRESET_PAPER, 60000000000ull, p, 2, 4), FLOWPIC_OK);
-    CHECK_EQ(flowpic_picture_pgm(&pic, 2, &data, &size), FLOWPIC_OK);
+    CHECK_EQ(flowpic_picture_pgm(&pic, 2, 0, &data, &size), FLOWPIC_OK);
     CHECK_EQ(size, 11 + 64);
     CHECK(!memcmp(data, "P5\n8 8\n255\n", 11));
     CHECK_EQ(data[11 + 0 * 8 + 7], 0);   /* top row, right: size 1500 at the end */
@@ -279,7 +279,7 @@ void test_images(void)
     CHECK_EQ(data[11 + 6 * 8 + 1], 0);   /* 2 x 2 */
     CHECK_EQ(data[11 + 0 * 8 + 0], 255); /* white elsewhere */
     free(data);
-    CHECK_EQ(flowpic_picture_png(&pic, 3, &data, &size), FLOWPIC_OK);
+    CHECK_EQ(flowpic_picture_png(&pic, 3, 0, &data, &size), FLOWPIC_OK);
     CHECK(!memcmp(data, "\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x0c\0\0\0\x0c\x08\x00", 26));
     /* IHDR CRC as zlib computes it */
     CHECK_EQ(flowpic_crc32(0, data + 12, 17), (uint32_t)data[29] << 24 | (uint32_t)data[30] << 16 |
