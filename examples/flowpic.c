@@ -1046,6 +1046,7 @@ static int cmd_stats(int argc, char **argv)
 typedef struct render_options {
     unsigned long long index, res, scale, dot;
     int has_res, has_scale, has_dot;
+    const char *class_name;
 } render_options;
 
 static int render_option(void *user, const char *name, const char *value)
@@ -1055,6 +1056,7 @@ static int render_option(void *user, const char *name, const char *value)
     if (!strcmp(name, "--res")) return (o->has_res = parse_ulong(value, FLOWPIC_MAX_RES, &o->res) && o->res) ? 1 : -1;
     if (!strcmp(name, "--scale")) return (o->has_scale = parse_ulong(value, 64, &o->scale) && o->scale) ? 1 : -1;
     if (!strcmp(name, "--dot")) return (o->has_dot = parse_ulong(value, 64, &o->dot)) ? 1 : -1;
+    if (!strcmp(name, "--class")) return (o->class_name = value) != 0;
     return 0;
 }
 
@@ -1071,6 +1073,21 @@ static int ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), m = strlen(suffix);
     return n >= m && !strcmp(s + n - m, suffix);
+}
+
+/* Block *index of the data set, or the *index-th block of a class; 1 when it exists, with
+ * *index then the data-set index. */
+static int find_block(const flowpic_dataset *ds, const char *class_name, unsigned long long *index)
+{
+    unsigned long long seen = 0;
+    size_t i;
+    if (!class_name) return *index < ds->n_blocks;
+    for (i = 0; i < ds->n_blocks; i++)
+        if (!strcmp(ds->classes[ds->blocks[i].label], class_name) && seen++ == *index) {
+            *index = i;
+            return 1;
+        }
+    return 0;
 }
 
 static int cmd_render(int argc, char **argv)
@@ -1100,9 +1117,9 @@ static int cmd_render(int argc, char **argv)
         flowpic_dataset_init(&ds, &cfg);
         status = extract_into(&sel, 1, argv + first, &ds, &skipped);
     }
-    if (!status && ro.index >= ds.n_blocks) {
-        fprintf(stderr, "flowpic: %s: no block %llu (it has %llu)\n", argv[first], ro.index,
-                (unsigned long long)ds.n_blocks);
+    if (!status && !find_block(&ds, ro.class_name, &ro.index)) {
+        fprintf(stderr, "flowpic: %s: no block %llu%s%s\n", argv[first], ro.index, ro.class_name ? " of class " : "",
+                ro.class_name ? ro.class_name : "");
         status = 1;
     }
     memset(&pic, 0, sizeof pic);
@@ -1369,9 +1386,11 @@ static const command commands[] = {
      "  --pixels R   instead: the non-zero pixels of all pictures at R x R and their checksum,\n"
      "               the sum of mix64(row << 40 | column << 20 | count) (as ../shared/bench)\n"},
     {"render", cmd_render, "draw one FlowPic as PNG or PGM",
-     "usage: flowpic render [--index N] [--res R] [--scale S] [--dot D] [OPTIONS] -o OUT.png DATASET|FILE\n"
+     "usage: flowpic render [--index N] [--class C] [--res R] [--scale S] [--dot D] [OPTIONS]\n"
+     "                      -o OUT.png DATASET|FILE\n"
      "\n"
-     "Draws block N (default 0) of a data set, or of a capture cut with the options of extract,\n"
+     "Draws block N (default 0; with --class, the N-th block of class C) of a data set, or of a\n"
+     "capture cut with the options of extract,\n"
      "at R x R (default 1500), each pixel S x S (default: 512 / R rounded up, at least 1).\n"
      "Time runs left to right, size bottom to top; every non-zero pixel is black on white,\n"
      "grown by D image pixels on each side so single packets show (default: 3 when the image\n"
