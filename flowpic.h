@@ -666,15 +666,20 @@ FLOWPIC_DEF const char *flowpic_preset_name(flowpic_preset preset)
     return (unsigned)preset < FLOWPIC_PRESET_COUNT ? flowpic__preset_names[preset] : "unknown";
 }
 
-FLOWPIC_DEF int flowpic_preset_from_name(const char *name, flowpic_preset *preset)
+/* Index of name in names[0 .. n), or -1. */
+static int flowpic__name_index(const char *const *names, int n, const char *name)
 {
     int i;
-    for (i = 0; i < FLOWPIC_PRESET_COUNT; i++)
-        if (!strcmp(name, flowpic__preset_names[i])) {
-            *preset = (flowpic_preset)i;
-            return 1;
-        }
-    return 0;
+    for (i = 0; i < n; i++)
+        if (!strcmp(name, names[i])) return i;
+    return -1;
+}
+
+FLOWPIC_DEF int flowpic_preset_from_name(const char *name, flowpic_preset *preset)
+{
+    int i = flowpic__name_index(flowpic__preset_names, FLOWPIC_PRESET_COUNT, name);
+    if (i >= 0) *preset = (flowpic_preset)i;
+    return i >= 0;
 }
 
 /* ---- blocks: the cutter ------------------------------------------------------------------------
@@ -965,13 +970,9 @@ FLOWPIC_DEF const char *flowpic_transform_name(flowpic_transform transform)
 
 FLOWPIC_DEF int flowpic_transform_from_name(const char *name, flowpic_transform *transform)
 {
-    int i;
-    for (i = 0; i < FLOWPIC_VALUE_COUNT; i++)
-        if (!strcmp(name, flowpic__transform_names[i])) {
-            *transform = (flowpic_transform)i;
-            return 1;
-        }
-    return 0;
+    int i = flowpic__name_index(flowpic__transform_names, FLOWPIC_VALUE_COUNT, name);
+    if (i >= 0) *transform = (flowpic_transform)i;
+    return i >= 0;
 }
 
 FLOWPIC_DEF float flowpic_transform_value(flowpic_transform transform, uint32_t count)
