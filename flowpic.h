@@ -29,6 +29,11 @@
  *   >>results     result codes
  *   >>packets     the packet a flow table takes (from pcap_lite or the caller's own loop)
  *   >>flowtable   flows keyed by 5-tuple, uni- or bidirectional
+ *   >>blocks      presets and the block cutter: flows -> time windows, streaming
+ *   >>picture     the sparse FlowPic, dense render, value transforms
+ *   >>dataset     labelled data sets in memory and on disk (docs/DATASET.md)
+ *   >>images      PNG / PGM pictures, NumPy headers
+ *   >>extract     a capture into a labelled data set, with a per-flow label callback
  *   >>impl        implementation, in the same order
  *
  * Configuration (define before including)
