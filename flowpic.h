@@ -152,7 +152,7 @@ typedef struct flowpic_flowtable {
     flowpic_flow *flows;
     size_t count;
     size_t cap;
-    uint32_t *slots;    /* flow index + 1; 0 = empty */
+    uint64_t *slots;    /* hash tag << 32 | flow index + 1; 0 = empty */
     size_t slot_mask;
     int bidirectional;  /* a packet of the reverse direction joins the flow of its first packet */
     size_t max_flows;
@@ -528,13 +528,14 @@ static uint64_t flowpic__mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
+/* The five key words multiplied by odd constants (independent, so they run in parallel), then
+ * one finalizer: a per-packet cost of a few cycles. */
 static uint64_t flowpic__key_hash(const flowpic_key *k)
 {
-    uint64_t w[5], h = 0;
-    int i;
+    uint64_t w[5];
     memcpy(w, k, sizeof w);
-    for (i = 0; i < 5; i++) h = flowpic__mix64(h ^ w[i]);
-    return h;
+    return flowpic__mix64(w[0] * 0x9E3779B97F4A7C15u ^ w[1] * 0xC2B2AE3D27D4EB4Fu ^ w[2] * 0x165667B19E3779F9u ^
+                          w[3] * 0xD6E8FEB86659FD93u ^ w[4] * 0xFF51AFD7ED558CCDu);
 }
 
 FLOWPIC_DEF flowpic_result flowpic_flowtable_init(flowpic_flowtable *ft, int bidirectional, size_t max_flows)
@@ -553,18 +554,20 @@ FLOWPIC_DEF void flowpic_flowtable_free(flowpic_flowtable *ft)
     memset(ft, 0, sizeof *ft);
 }
 
-/* Index of the flow with this key, or (size_t)-1; *slot receives where the probe stopped. */
-static size_t flowpic__find(const flowpic_flowtable *ft, const flowpic_key *k, size_t *slot)
+/* Index of the flow with this key (hash h), or (size_t)-1; *slot receives where the probe
+ * stopped. The tag in each slot spares reading the flow of a different key. */
+static size_t flowpic__find(const flowpic_flowtable *ft, const flowpic_key *k, uint64_t h, size_t *slot)
 {
     size_t s;
+    uint64_t tag = h >> 32 << 32;
     if (!ft->slots) return (size_t)-1;
-    s = (size_t)flowpic__key_hash(k) & ft->slot_mask;
+    s = (size_t)h & ft->slot_mask;
     for (;;) {
-        uint32_t v = ft->slots[s];
+        uint64_t v = ft->slots[s];
         if (!v) break;
-        if (!memcmp(&ft->flows[v - 1].key, k, sizeof *k)) {
+        if ((v & 0xFFFFFFFF00000000u) == tag && !memcmp(&ft->flows[(uint32_t)v - 1].key, k, sizeof *k)) {
             *slot = s;
-            return v - 1;
+            return (uint32_t)v - 1;
         }
         s = (s + 1) & ft->slot_mask;
     }
@@ -576,15 +579,16 @@ static size_t flowpic__find(const flowpic_flowtable *ft, const flowpic_key *k, s
 static flowpic_result flowpic__rehash(flowpic_flowtable *ft)
 {
     size_t n = ft->slots ? (ft->slot_mask + 1) * 2 : 1024, i;
-    uint32_t *slots;
+    uint64_t *slots;
     if (n > (size_t)-1 / sizeof *slots) return FLOWPIC_ERR_NOMEM;
-    slots = (uint32_t *)FLOWPIC_MALLOC(n * sizeof *slots);
+    slots = (uint64_t *)FLOWPIC_MALLOC(n * sizeof *slots);
     if (!slots) return FLOWPIC_ERR_NOMEM;
     memset(slots, 0, n * sizeof *slots);
     for (i = 0; i < ft->count; i++) {
-        size_t s = (size_t)flowpic__key_hash(&ft->flows[i].key) & (n - 1);
+        uint64_t h = flowpic__key_hash(&ft->flows[i].key);
+        size_t s = (size_t)h & (n - 1);
         while (slots[s]) s = (s + 1) & (n - 1);
-        slots[s] = (uint32_t)(i + 1);
+        slots[s] = (h >> 32 << 32) | (uint64_t)(i + 1);
     }
     FLOWPIC_FREE(ft->slots);
     ft->slots = slots;
@@ -595,13 +599,14 @@ static flowpic_result flowpic__rehash(flowpic_flowtable *ft)
 FLOWPIC_DEF flowpic_result flowpic_flowtable_add(flowpic_flowtable *ft, const flowpic_packet *p,
                                                  size_t *flow_index)
 {
-    size_t slot = 0, idx = flowpic__find(ft, &p->key, &slot);
+    uint64_t h = flowpic__key_hash(&p->key);
+    size_t slot = 0, idx = flowpic__find(ft, &p->key, h, &slot);
     flowpic_flow *f;
     if (idx == (size_t)-1 && ft->bidirectional) {
         flowpic_key rev;
         size_t rslot;
         flowpic_key_reverse(&rev, &p->key);
-        idx = flowpic__find(ft, &rev, &rslot);
+        idx = flowpic__find(ft, &rev, flowpic__key_hash(&rev), &rslot);
     }
     if (idx == (size_t)-1) {
         flowpic_result res;
@@ -609,12 +614,12 @@ FLOWPIC_DEF flowpic_result flowpic_flowtable_add(flowpic_flowtable *ft, const fl
         if (!ft->slots || (ft->count + 1) * 2 > ft->slot_mask + 1) {
             res = flowpic__rehash(ft);
             if (res != FLOWPIC_OK) return res;
-            flowpic__find(ft, &p->key, &slot);
+            flowpic__find(ft, &p->key, h, &slot);
         }
         res = flowpic__reserve((void **)&ft->flows, &ft->cap, ft->count + 1, sizeof *ft->flows);
         if (res != FLOWPIC_OK) return res;
         idx = ft->count++;
-        ft->slots[slot] = (uint32_t)(idx + 1);
+        ft->slots[slot] = (h >> 32 << 32) | (uint64_t)(idx + 1);
         f = &ft->flows[idx];
         memset(f, 0, sizeof *f);
         f->key = p->key;
@@ -1331,104 +1336,128 @@ static void flowpic__put(flowpic__out *o, const void *p, size_t n)
     o->len += n;
 }
 
-static void flowpic__put_le(flowpic__out *o, uint64_t v, int bytes)
-{
-    uint8_t b[8];
-    int i;
-    for (i = 0; i < bytes; i++) b[i] = (uint8_t)(v >> (8 * i));
-    flowpic__put(o, b, (size_t)bytes);
-}
-
-static void flowpic__put_varint(flowpic__out *o, uint64_t v)
-{
-    uint8_t b[10];
-    int n = 0;
-    while (v >= 0x80) {
-        b[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    b[n++] = (uint8_t)v;
-    flowpic__put(o, b, (size_t)n);
-}
-
-static void flowpic__put_name(flowpic__out *o, const char *s)
-{
-    size_t n = strlen(s);
-    flowpic__put_le(o, n, 2);
-    flowpic__put(o, s, n);
-}
-
 static uint64_t flowpic__zigzag(int64_t v) { return v < 0 ? ((uint64_t)(-(v + 1)) << 1) | 1u : (uint64_t)v << 1; }
 
-/* The encoded packets of a block: zigzag varint of the offset delta, varint of the size. */
-static void flowpic__put_packets(flowpic__out *o, const flowpic_pkt *p, uint32_t n)
+static size_t flowpic__varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* Writers into a buffer sized beforehand: each returns the advanced cursor. */
+static uint8_t *flowpic__w_le(uint8_t *w, uint64_t v, int bytes)
+{
+    int i;
+    for (i = 0; i < bytes; i++) *w++ = (uint8_t)(v >> (8 * i));
+    return w;
+}
+
+static uint8_t *flowpic__w_varint(uint8_t *w, uint64_t v)
+{
+    while (v >= 0x80) {
+        *w++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *w++ = (uint8_t)v;
+    return w;
+}
+
+static uint8_t *flowpic__w_name(uint8_t *w, const char *s)
+{
+    size_t n = strlen(s);
+    w = flowpic__w_le(w, n, 2);
+    memcpy(w, s, n);
+    return w + n;
+}
+
+/* A block's packets: zigzag varint of the offset delta, varint of the size. With w == NULL,
+ * only their encoded length. */
+static size_t flowpic__encode_packets(uint8_t *w, const flowpic_pkt *p, uint32_t n)
 {
     uint64_t prev = 0;
+    size_t len = 0;
     uint32_t i;
     for (i = 0; i < n; i++) {
-        uint64_t off = FLOWPIC_PKT_OFFSET(p[i]);
-        flowpic__put_varint(o, flowpic__zigzag((int64_t)(off - prev)));
-        flowpic__put_varint(o, FLOWPIC_PKT_SIZE(p[i]));
+        uint64_t off = FLOWPIC_PKT_OFFSET(p[i]), delta = flowpic__zigzag((int64_t)(off - prev));
+        if (w) {
+            uint8_t *end = flowpic__w_varint(flowpic__w_varint(w + len, delta), FLOWPIC_PKT_SIZE(p[i]));
+            len = (size_t)(end - w);
+        } else {
+            len += flowpic__varint_len(delta) + flowpic__varint_len(FLOWPIC_PKT_SIZE(p[i]));
+        }
         prev = off;
     }
+    return len;
 }
 
 FLOWPIC_DEF flowpic_result flowpic_dataset_to_memory(const flowpic_dataset *ds, uint8_t **data, size_t *size)
 {
-    flowpic__out o, pk;
     const flowpic_block_config *c = &ds->config;
-    size_t i;
-    memset(&o, 0, sizeof o);
-    memset(&pk, 0, sizeof pk);
-    flowpic__put(&o, "FPDS", 4);
-    flowpic__put_le(&o, 1, 4);
-    flowpic__put_le(&o, (uint64_t)c->preset | (uint64_t)c->size_policy << 8 | (uint64_t)(c->bidirectional != 0) << 16, 4);
-    flowpic__put_le(&o, c->min_packets, 4);
-    flowpic__put_le(&o, c->max_size, 4);
-    flowpic__put_le(&o, 0, 4);
-    flowpic__put_le(&o, c->block_ns, 8);
-    flowpic__put_le(&o, c->step_ns, 8);
-    flowpic__put_le(&o, c->idle_timeout_ns, 8);
-    flowpic__put_le(&o, ds->n_classes, 4);
-    flowpic__put_le(&o, ds->n_sources, 4);
-    flowpic__put_le(&o, ds->n_flows, 8);
-    flowpic__put_le(&o, ds->n_blocks, 8);
-    flowpic__put_le(&o, ds->n_packets, 8);
-    for (i = 0; i < ds->n_classes; i++) flowpic__put_name(&o, ds->classes[i]);
-    for (i = 0; i < ds->n_sources; i++) flowpic__put_name(&o, ds->sources[i]);
+    size_t i, total = FLOWPIC__DS_HEADER + 4, *bytes;
+    uint8_t *out, *w;
+    bytes = (size_t *)FLOWPIC_MALLOC((ds->n_blocks ? ds->n_blocks : 1) * sizeof *bytes);
+    if (!bytes) return FLOWPIC_ERR_NOMEM;
+    for (i = 0; i < ds->n_classes; i++) total += 2 + strlen(ds->classes[i]);
+    for (i = 0; i < ds->n_sources; i++) total += 2 + strlen(ds->sources[i]);
+    total += ds->n_flows * FLOWPIC__DS_FLOW + ds->n_blocks * FLOWPIC__DS_BLOCK;
+    for (i = 0; i < ds->n_blocks; i++) {
+        bytes[i] = flowpic__encode_packets(0, ds->packets + ds->blocks[i].first, ds->blocks[i].n_packets);
+        total += bytes[i];
+    }
+    out = (uint8_t *)FLOWPIC_MALLOC(total);
+    if (!out) {
+        FLOWPIC_FREE(bytes);
+        return FLOWPIC_ERR_NOMEM;
+    }
+    memcpy(out, "FPDS", 4);
+    w = flowpic__w_le(out + 4, 1, 4);
+    w = flowpic__w_le(w, (uint64_t)c->preset | (uint64_t)c->size_policy << 8 | (uint64_t)(c->bidirectional != 0) << 16, 4);
+    w = flowpic__w_le(w, c->min_packets, 4);
+    w = flowpic__w_le(w, c->max_size, 4);
+    w = flowpic__w_le(w, 0, 4);
+    w = flowpic__w_le(w, c->block_ns, 8);
+    w = flowpic__w_le(w, c->step_ns, 8);
+    w = flowpic__w_le(w, c->idle_timeout_ns, 8);
+    w = flowpic__w_le(w, ds->n_classes, 4);
+    w = flowpic__w_le(w, ds->n_sources, 4);
+    w = flowpic__w_le(w, ds->n_flows, 8);
+    w = flowpic__w_le(w, ds->n_blocks, 8);
+    w = flowpic__w_le(w, ds->n_packets, 8);
+    for (i = 0; i < ds->n_classes; i++) w = flowpic__w_name(w, ds->classes[i]);
+    for (i = 0; i < ds->n_sources; i++) w = flowpic__w_name(w, ds->sources[i]);
     for (i = 0; i < ds->n_flows; i++) {
         const flowpic_ds_flow *f = &ds->flows[i];
-        flowpic__put(&o, f->key.src, 16);
-        flowpic__put(&o, f->key.dst, 16);
-        flowpic__put_le(&o, f->key.sport, 2);
-        flowpic__put_le(&o, f->key.dport, 2);
-        flowpic__put_le(&o, f->key.proto, 1);
-        flowpic__put_le(&o, f->key.ip_version, 1);
-        flowpic__put_le(&o, 0, 2);
-        flowpic__put_le(&o, f->source, 4);
-        flowpic__put_le(&o, f->generation, 4);
+        memcpy(w, f->key.src, 16);
+        memcpy(w + 16, f->key.dst, 16);
+        w = flowpic__w_le(w + 32, f->key.sport, 2);
+        w = flowpic__w_le(w, f->key.dport, 2);
+        w = flowpic__w_le(w, f->key.proto, 1);
+        w = flowpic__w_le(w, f->key.ip_version, 1);
+        w = flowpic__w_le(w, 0, 2);
+        w = flowpic__w_le(w, f->source, 4);
+        w = flowpic__w_le(w, f->generation, 4);
     }
     for (i = 0; i < ds->n_blocks; i++) {
         const flowpic_ds_block *b = &ds->blocks[i];
-        size_t before = pk.len;
-        flowpic__put_packets(&pk, ds->packets + b->first, b->n_packets);
-        flowpic__put_le(&o, b->flow, 4);
-        flowpic__put_le(&o, b->label, 2);
-        flowpic__put_le(&o, 0, 2);
-        flowpic__put_le(&o, b->index, 4);
-        flowpic__put_le(&o, b->n_packets, 4);
-        flowpic__put_le(&o, b->start_ns, 8);
-        flowpic__put_le(&o, pk.len - before, 8);
+        w = flowpic__w_le(w, b->flow, 4);
+        w = flowpic__w_le(w, b->label, 2);
+        w = flowpic__w_le(w, 0, 2);
+        w = flowpic__w_le(w, b->index, 4);
+        w = flowpic__w_le(w, b->n_packets, 4);
+        w = flowpic__w_le(w, b->start_ns, 8);
+        w = flowpic__w_le(w, bytes[i], 8);
     }
-    flowpic__put(&o, pk.data, pk.len);
-    FLOWPIC_FREE(pk.data);
-    flowpic__put_le(&o, flowpic_crc32(0, o.data, o.len), 4);
-    if (o.failed || pk.failed) {
-        FLOWPIC_FREE(o.data);
-        return FLOWPIC_ERR_NOMEM;
-    }
-    *data = o.data;
-    *size = o.len;
+    for (i = 0; i < ds->n_blocks; i++)
+        w += flowpic__encode_packets(w, ds->packets + ds->blocks[i].first, ds->blocks[i].n_packets);
+    w = flowpic__w_le(w, flowpic_crc32(0, out, (size_t)(w - out)), 4);
+    FLOWPIC_ASSERT((size_t)(w - out) == total);
+    FLOWPIC_FREE(bytes);
+    *data = out;
+    *size = total;
     return FLOWPIC_OK;
 }
 
