@@ -7,6 +7,10 @@
 # section 2), labels_check.py in the window of its own time; those captures are listed.
 set -u
 cd "$(dirname "$0")/.." || exit 1
+# the shared captures: $DATA, else ../shared/data beside this checkout, else /work/shared/data
+if [ -z "${DATA:-}" ]; then
+    for d in ../shared/data /work/shared/data; do [ -d "$d" ] && DATA=$d && break; done
+fi
 DATA=${DATA:-../shared/data}
 FLOWPIC=${FLOWPIC:-./flowpic}
 PYTHON=${PYTHON:-python3}

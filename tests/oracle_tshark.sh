@@ -8,6 +8,10 @@
 # Without tshark the test is skipped, unless FLOWPIC_REQUIRE_TSHARK=1 (CI sets it).
 set -u
 cd "$(dirname "$0")/.." || exit 1
+# the shared captures: $DATA, else ../shared/data beside this checkout, else /work/shared/data
+if [ -z "${DATA:-}" ]; then
+    for d in ../shared/data /work/shared/data; do [ -d "$d" ] && DATA=$d && break; done
+fi
 DATA=${DATA:-../shared/data}
 FLOWPIC=${FLOWPIC:-./flowpic}
 JOBS=${JOBS:-2}
