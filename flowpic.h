@@ -34,6 +34,9 @@
  *   >>dataset     labelled data sets in memory and on disk (docs/DATASET.md)
  *   >>images      PNG / PGM pictures, NumPy headers
  *   >>extract     a capture into a labelled data set, with a per-flow label callback
+ *   >>rng         the one seeded generator
+ *   >>network     the CNN: layer table, parameters, workspace, forward / backward, Adam
+ *   >>model       model files: network, class names and preprocessing configuration
  *   >>impl        implementation, in the same order
  *
  * Configuration (define before including)
@@ -421,6 +424,339 @@ typedef void (*flowpic_progress_fn)(void *user, uint64_t packets, uint64_t bytes
 FLOWPIC_DEF flowpic_result flowpic_dataset_add_capture(flowpic_dataset *ds, pcapl_reader *r, const char *source,
                                                        flowpic_label_fn label, void *label_user,
                                                        flowpic_progress_fn progress, void *progress_user);
+
+/* >>rng ---------------------------------------------------------------------------------------
+ * One seeded generator for everything random (dropout, initialisation, shuffling): xoshiro256**
+ * seeded by splitmix64. Same seed, same numbers, on every platform. */
+
+typedef struct flowpic_rng {
+    uint64_t s[4];
+} flowpic_rng;
+
+FLOWPIC_DEF void flowpic_rng_seed(flowpic_rng *rng, uint64_t seed);
+FLOWPIC_DEF uint64_t flowpic_rng_next(flowpic_rng *rng);
+FLOWPIC_DEF double flowpic_rng_uniform(flowpic_rng *rng); /* [0, 1), 53 bits */
+
+/* ==========================================================================================
+ * >>network  declarations: the CNN (layer table, parameters, workspace, forward/backward, Adam)
+ * ==========================================================================================
+ *
+ * A network is a small table of layers built from a description (flowpic_layer_desc[]);
+ * every shape and every offset is computed from that table. Two presets:
+ *
+ *   FLOWPIC_ARCH_FULL  "flowpic-full", the paper's net, input 1 x 1500 x 1500:
+ *     conv 10@10x10 stride 5 pad 2/3 -> ReLU -> maxpool 2 -> conv 20@10x10 stride 5 pad 2/3
+ *     -> ReLU -> dropout .25 -> maxpool 2 -> flatten 4500 -> dense 64 -> ReLU -> dropout .5
+ *     -> dense m
+ *   FLOWPIC_ARCH_MINI  "flowpic-mini", tcbench's LeNet-5 for R = 32 or 64:
+ *     conv 6@5x5 -> ReLU -> maxpool 2 -> conv 16@5x5 -> ReLU -> dropout .25 -> maxpool 2
+ *     -> flatten 400 / 2704 -> dense 120 -> ReLU -> dense 84 -> ReLU -> dropout .5 -> dense m
+ *
+ * Memory, llm.c style:
+ *   - flowpic_net owns ONE float block of 4 * num_params floats: the parameters, their
+ *     gradients, Adam's m and v, each at the same offsets (layer order; per layer the weight in
+ *     PyTorch layout, conv [out][in][kh][kw] / dense [out][in], then the bias [out]).
+ *     Zeroing the gradients is one memset, Adam one loop, a model file a dump of `params`.
+ *   - flowpic_workspace owns everything that depends on a batch: every layer's output,
+ *     dropout masks, activation gradients, per-thread scratch. Forward never writes to the
+ *     net, so one net can serve any number of threads, each with its own workspace
+ *     (backward and Adam write the net's gradients / parameters: one trainer per net).
+ *
+ * Tensors are float32, NCHW, batch outermost; a dense layer reads its input flattened in
+ * (channel, row, column) order. Conventions (identical to PyTorch, checked against its
+ * float64 reference tensors): a conv output (oy, ox) reads padded rows oy*stride ..
+ * oy*stride+k-1, padded row r = input row r - pad_before, outside pixels are 0; max-pool
+ * sends the gradient to the FIRST maximal element of its window in row-major order; ReLU'(0)
+ * = 0; dropout is inverted (keep with probability 1-p, kept values times 1/(1-p)); the loss
+ * is softmax cross-entropy averaged over the batch.
+ *
+ * Convolution: cache-blocked direct convolution (a ring of a few phase-split input rows and
+ * a register tile of 5 channels x 8/16 columns; no im2col); input rows that are zero in every
+ * channel are skipped, which is exact (x + 0 = x) and removes most of the first layer's work
+ * on FlowPics (mostly empty packet-size rows). The plain seven-loop version is kept beside it
+ * (flowpic_workspace_set_conv_algo) and tested against it.
+ *
+ * Determinism: results are bit-identical whatever the OpenMP thread count (every value is
+ * computed by one thread in a fixed order; per-sample partial weight gradients are summed
+ * in sample order). Dropout masks come from the caller's flowpic_rng, drawn serially.
+ * (Other compilers, flags or FLOWPIC_NN_* tuning macros may change the last bits.)
+ *
+ * Example (training step and inference):
+ *
+ *     flowpic_net net; flowpic_workspace ws; flowpic_rng rng; float loss;
+ *     flowpic_rng_seed(&rng, 42);
+ *     if (flowpic_net_init(&net, FLOWPIC_ARCH_MINI, 32, 5) != FLOWPIC_OK) return 1;
+ *     flowpic_net_init_glorot(&net, &rng);
+ *     flowpic_workspace_init(&ws, &net, 128, FLOWPIC_WS_TRAIN);
+ *     for (each batch x[B][1][32][32], labels[B]) {
+ *         flowpic_net_zero_grad(&net);
+ *         flowpic_net_forward(&net, &ws, x, B, FLOWPIC_MODE_TRAIN, &rng);
+ *         flowpic_net_loss(&net, &ws, labels, B, &loss);
+ *         flowpic_net_backward(&net, &ws, x, B);
+ *         flowpic_adam_step(&net, 1e-3, 0.9, 0.999, 1e-8);
+ *     }
+ *     flowpic_net_predict(&net, &ws, x, B, probs);           // probs[B][5], eval mode
+ *     flowpic_workspace_free(&ws); flowpic_net_free(&net);
+ */
+
+/* Limits (named, overridable). They keep every per-sample index inside an int and every
+ * size computation far from overflow; the model loader also relies on them. */
+#ifndef FLOWPIC_NN_MAX_LAYERS
+#define FLOWPIC_NN_MAX_LAYERS   32          /* layers in a table */
+#endif
+#ifndef FLOWPIC_NN_MAX_DIM
+#define FLOWPIC_NN_MAX_DIM      16384       /* input height / width */
+#endif
+#ifndef FLOWPIC_NN_MAX_CHANNELS
+#define FLOWPIC_NN_MAX_CHANNELS 4096        /* channels or dense units of one layer */
+#endif
+#ifndef FLOWPIC_NN_MAX_KERNEL
+#define FLOWPIC_NN_MAX_KERNEL   64          /* conv / pool kernel and stride */
+#endif
+#ifndef FLOWPIC_NN_MAX_CLASSES
+#define FLOWPIC_NN_MAX_CLASSES  4096        /* classes m */
+#endif
+#ifndef FLOWPIC_NN_MAX_NUMEL
+#define FLOWPIC_NN_MAX_NUMEL    (1 << 26)   /* elements of one layer's output, one sample */
+#endif
+#ifndef FLOWPIC_NN_MAX_ACTS
+#define FLOWPIC_NN_MAX_ACTS     (1 << 27)   /* elements of all layer outputs of one sample */
+#endif
+#ifndef FLOWPIC_NN_MAX_PARAMS
+#define FLOWPIC_NN_MAX_PARAMS   (1 << 26)   /* parameters of a net (256 MB of floats) */
+#endif
+#ifndef FLOWPIC_NN_MAX_BATCH
+#define FLOWPIC_NN_MAX_BATCH    65536       /* samples in one workspace */
+#endif
+#ifndef FLOWPIC_NN_MAX_THREADS
+#define FLOWPIC_NN_MAX_THREADS  256         /* per-thread scratch slots in a workspace */
+#endif
+#define FLOWPIC_NN_NAME_LEN     16          /* layer name buffer, NUL included */
+
+typedef enum flowpic_arch {
+    FLOWPIC_ARCH_CUSTOM = 0,   /* built by flowpic_net_init_layers() */
+    FLOWPIC_ARCH_FULL   = 1,   /* "flowpic-full", res 1500 */
+    FLOWPIC_ARCH_MINI   = 2    /* "flowpic-mini", res 32 or 64 */
+} flowpic_arch;
+
+typedef enum flowpic_layer_kind {
+    FLOWPIC_LAYER_CONV    = 1, /* 2-D convolution, zero padding, square kernel */
+    FLOWPIC_LAYER_MAXPOOL = 2, /* max pooling, no padding, floor output size */
+    FLOWPIC_LAYER_RELU    = 3,
+    FLOWPIC_LAYER_DROPOUT = 4, /* inverted dropout */
+    FLOWPIC_LAYER_FLATTEN = 5, /* no data movement: the output aliases the input */
+    FLOWPIC_LAYER_DENSE   = 6  /* fully connected, reads its input flattened */
+} flowpic_layer_kind;
+
+/* One entry of a network description. Fields a kind does not use must be 0. */
+typedef struct flowpic_layer_desc {
+    flowpic_layer_kind kind;
+    int   size;        /* CONV: output channels; DENSE: units (0 on the last layer = num_classes) */
+    int   kernel;      /* CONV, MAXPOOL: kernel height = width */
+    int   stride;      /* CONV, MAXPOOL: stride (>= 1) */
+    int   pad_before;  /* CONV: zero rows/columns added at the top/left */
+    int   pad_after;   /* CONV: zero rows/columns added at the bottom/right */
+    float dropout_p;   /* DROPOUT: probability of dropping, 0 <= p < 1 */
+} flowpic_layer_desc;
+
+/* A layer as built: shapes per sample (NCHW without N), offsets into net->params. */
+typedef struct flowpic_layer {
+    flowpic_layer_kind kind;
+    char   name[FLOWPIC_NN_NAME_LEN];  /* "conv1", "relu2", "pool1", "dropout1", "flatten1", "dense3"... */
+    int    in_c, in_h, in_w;
+    int    out_c, out_h, out_w;
+    int    kernel, stride, pad_before, pad_after;
+    float  dropout_p;
+    size_t in_numel, out_numel;         /* per sample */
+    size_t weight_offset, num_weights;  /* CONV, DENSE; 0 otherwise */
+    size_t bias_offset, num_biases;
+} flowpic_layer;
+
+typedef struct flowpic_net {
+    flowpic_arch  arch;
+    int           res;                 /* input height (= width for the presets) */
+    int           in_c, in_h, in_w;
+    int           num_classes;
+    int           num_layers;
+    flowpic_layer layers[FLOWPIC_NN_MAX_LAYERS];
+    size_t        num_params;
+    float        *params;              /* [num_params]                    */
+    float        *grads;               /* [num_params], same offsets       */
+    float        *adam_m;              /* [num_params], Adam first moment  */
+    float        *adam_v;              /* [num_params], Adam second moment */
+    uint64_t      adam_t;              /* Adam steps taken */
+    uint64_t      layout_id;           /* hash of the layer table, checked by workspaces */
+} flowpic_net;
+
+/* Forward modes. */
+typedef enum flowpic_mode {
+    FLOWPIC_MODE_EVAL = 0,             /* dropout is the identity */
+    FLOWPIC_MODE_TRAIN = 1,            /* dropout masks drawn from the rng */
+    FLOWPIC_MODE_TRAIN_FIXED_MASKS = 2 /* dropout uses the masks already in the workspace
+                                          (written through flowpic_workspace_mask()) */
+} flowpic_mode;
+
+/* Convolution implementation used by a workspace (same results up to float rounding). */
+typedef enum flowpic_conv_algo {
+    FLOWPIC_CONV_BLOCKED = 0,          /* cache-blocked direct convolution (default) */
+    FLOWPIC_CONV_NAIVE   = 1           /* plain seven-loop reference, single-threaded */
+} flowpic_conv_algo;
+
+/* flowpic_workspace_init() flags */
+#define FLOWPIC_WS_TRAIN      1u       /* allocate what backward needs (masks, gradients) */
+#define FLOWPIC_WS_KEEP_GRADS 2u       /* keep every activation gradient (tests, debugging;
+                                          implies FLOWPIC_WS_TRAIN) */
+
+/* Per-batch state. Fields are read-only for callers; use the accessors below. */
+typedef struct flowpic_workspace {
+    uint64_t          layout_id;       /* of the net it was made for */
+    int               max_batch;
+    unsigned          flags;
+    int               num_layers;
+    int               num_classes;
+    int               num_threads;     /* per-thread scratch slots */
+    flowpic_conv_algo conv_algo;
+    int               batch;           /* batch of the last forward, 0 = none yet */
+    flowpic_mode      mode;            /* mode of the last forward */
+    int               have_loss;       /* flowpic_net_loss() ran after the last forward */
+    double            loss;            /* last mean loss, in double */
+    size_t            act_offset[FLOWPIC_NN_MAX_LAYERS];   /* into acts, [max_batch][out_numel] */
+    size_t            mask_offset[FLOWPIC_NN_MAX_LAYERS];  /* into masks (DROPOUT layers) */
+    uint8_t           layer_kind[FLOWPIC_NN_MAX_LAYERS];   /* flowpic_layer_kind of each layer */
+    float            *acts;            /* every layer's output */
+    float            *grad_acts;       /* KEEP_GRADS: same offsets as acts; else 2 ping-pong buffers */
+    size_t            grad_buf_len;    /* floats in one ping-pong buffer */
+    float            *probs;           /* [max_batch][num_classes] */
+    float            *dlogits;         /* [max_batch][num_classes] */
+    float            *wt;              /* conv weights transposed to [in][kh][kw][out] */
+    float            *partials;        /* per (sample, row block) conv weight gradients */
+    float            *scratch;         /* per-thread conv row rings */
+    size_t            scratch_len;     /* floats per thread */
+    uint8_t          *masks;           /* dropout keep masks, 1 = keep */
+    void             *block;           /* the one allocation everything above lives in */
+} flowpic_workspace;
+
+/* --- networks -------------------------------------------------------------------------- */
+
+/* Builds a preset: FLOWPIC_ARCH_FULL needs res 1500, FLOWPIC_ARCH_MINI res 32 or 64;
+ * 2 <= num_classes <= FLOWPIC_NN_MAX_CLASSES. Parameters start at zero (see init_glorot).
+ * FLOWPIC_ERR_ARG on a bad argument, FLOWPIC_ERR_NOMEM. On error *net is left freed-safe. */
+FLOWPIC_DEF flowpic_result flowpic_net_init(flowpic_net *net, flowpic_arch arch, int res,
+                                            int num_classes);
+/* Builds a net from a description of num_desc layers on input in_c x in_h x in_w. The last
+ * layer must be DENSE with size num_classes (or 0). FLOWPIC_ERR_ARG for an impossible shape,
+ * FLOWPIC_ERR_LIMIT beyond the FLOWPIC_NN_MAX_* limits, FLOWPIC_ERR_NOMEM. */
+FLOWPIC_DEF flowpic_result flowpic_net_init_layers(flowpic_net *net, const flowpic_layer_desc *desc,
+                                                   int num_desc, int in_c, int in_h, int in_w,
+                                                   int num_classes);
+/* Fills desc[] (room for FLOWPIC_NN_MAX_LAYERS) with a preset's description; returns the
+ * number of layers, or 0 for an unknown arch / res. */
+FLOWPIC_DEF int flowpic_net_preset(flowpic_arch arch, int res, flowpic_layer_desc *desc);
+FLOWPIC_DEF void flowpic_net_free(flowpic_net *net);          /* safe on a zeroed / freed net */
+/* "flowpic-full", "flowpic-mini", "custom" */
+FLOWPIC_DEF const char *flowpic_arch_name(flowpic_arch arch);
+/* Glorot-uniform weights (limit sqrt(6 / (fan_in + fan_out)); conv fan_in = in*kh*kw,
+ * fan_out = out*kh*kw), zero biases; also clears gradients and the Adam state. Draws the
+ * weights from rng in parameter order. */
+FLOWPIC_DEF void flowpic_net_init_glorot(flowpic_net *net, flowpic_rng *rng);
+FLOWPIC_DEF void flowpic_net_zero_grad(flowpic_net *net);
+/* Index of the layer called name ("conv1", "dense2"...), or -1. */
+FLOWPIC_DEF int flowpic_net_find_layer(const flowpic_net *net, const char *name);
+
+/* --- workspaces ------------------------------------------------------------------------ */
+
+/* Sizes a workspace for `net` and up to max_batch samples. flags: 0 (inference only),
+ * FLOWPIC_WS_TRAIN, FLOWPIC_WS_KEEP_GRADS. Scratch is made for omp_get_max_threads() threads
+ * (at most FLOWPIC_NN_MAX_THREADS); later calls use at most that many. */
+FLOWPIC_DEF flowpic_result flowpic_workspace_init(flowpic_workspace *ws, const flowpic_net *net,
+                                                  int max_batch, unsigned flags);
+FLOWPIC_DEF void flowpic_workspace_free(flowpic_workspace *ws);   /* safe on a zeroed / freed ws */
+FLOWPIC_DEF void flowpic_workspace_set_conv_algo(flowpic_workspace *ws, flowpic_conv_algo algo);
+
+/* Output of layer `layer` for the last forward, [batch][out_numel]; NULL for a bad index.
+ * The last layer's output is the logits [batch][num_classes]. */
+FLOWPIC_DEF const float *flowpic_workspace_output(const flowpic_workspace *ws, int layer);
+/* dloss/d(output of `layer`) after the last backward, [batch][out_numel]; only with
+ * FLOWPIC_WS_KEEP_GRADS (else NULL), except for the last layer (= the dlogits). */
+FLOWPIC_DEF const float *flowpic_workspace_output_grad(const flowpic_workspace *ws, int layer);
+/* Keep mask of DROPOUT layer `layer`, [max_batch][out_numel] bytes (1 = keep, 0 = drop),
+ * writable for FLOWPIC_MODE_TRAIN_FIXED_MASKS; NULL if not a dropout layer or no TRAIN flag. */
+FLOWPIC_DEF uint8_t *flowpic_workspace_mask(flowpic_workspace *ws, int layer);
+FLOWPIC_DEF const float *flowpic_workspace_probs(const flowpic_workspace *ws);    /* [batch][m] */
+FLOWPIC_DEF const float *flowpic_workspace_dlogits(const flowpic_workspace *ws);  /* [batch][m] */
+
+/* --- passes ---------------------------------------------------------------------------- */
+
+/* Runs the net on input [batch][in_c][in_h][in_w]. mode FLOWPIC_MODE_TRAIN draws the dropout
+ * masks from rng (layer by layer, sample by sample, element by element: keep when
+ * flowpic_rng_uniform() >= p); rng may be NULL otherwise. Training modes need a workspace
+ * made with FLOWPIC_WS_TRAIN. Does not write to net; the input must stay unchanged until
+ * backward. Thread-safe for distinct workspaces. */
+FLOWPIC_DEF flowpic_result flowpic_net_forward(const flowpic_net *net, flowpic_workspace *ws,
+                                               const float *input, int batch, flowpic_mode mode,
+                                               flowpic_rng *rng);
+/* Softmax of the logits of the last forward into the probs, mean cross-entropy into *loss
+ * (may be NULL), dlogits = (probs - onehot(label)) / batch. labels[n] in 0..num_classes-1. */
+FLOWPIC_DEF flowpic_result flowpic_net_loss(const flowpic_net *net, flowpic_workspace *ws,
+                                            const int *labels, int batch, float *loss);
+/* Back-propagates the dlogits of the last flowpic_net_loss() through the last forward
+ * (same input, same batch) and ADDS the parameter gradients to net->grads. */
+FLOWPIC_DEF flowpic_result flowpic_net_backward(flowpic_net *net, flowpic_workspace *ws,
+                                                const float *input, int batch);
+/* Eval-mode forward + softmax: probs_out[batch][num_classes] (may be NULL: read
+ * flowpic_workspace_probs()). */
+FLOWPIC_DEF flowpic_result flowpic_net_predict(const flowpic_net *net, flowpic_workspace *ws,
+                                               const float *input, int batch, float *probs_out);
+
+/* --- optimizer ------------------------------------------------------------------------- */
+
+/* One Adam step over every parameter, as torch.optim.Adam (no weight decay, no amsgrad):
+ * t += 1; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+ * p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). Does not clear the grads. */
+FLOWPIC_DEF flowpic_result flowpic_adam_step(flowpic_net *net, double lr, double beta1,
+                                             double beta2, double eps);
+
+/* ==========================================================================================
+ * >>model  model files: the net + class names + the caller's preprocessing config
+ * ==========================================================================================
+ * Format (version 1, little-endian, CRC-32 protected) in MODEL_FORMAT.md. Memory forms only
+ * here; the file forms (temporary file + rename) belong with the rest of the I/O. */
+
+#ifndef FLOWPIC_MAX_MODEL_BYTES
+#define FLOWPIC_MAX_MODEL_BYTES  (1u << 30)   /* largest model accepted (and written) */
+#endif
+#ifndef FLOWPIC_MODEL_MAX_NAME
+#define FLOWPIC_MODEL_MAX_NAME   255          /* bytes of one class name */
+#endif
+#ifndef FLOWPIC_MODEL_MAX_CONFIG
+#define FLOWPIC_MODEL_MAX_CONFIG (1u << 20)   /* bytes of the preprocessing config blob */
+#endif
+#define FLOWPIC_MODEL_VERSION    1
+#define FLOWPIC_MODEL_WITH_ADAM  1u           /* save flag: also store Adam's t, m and v */
+
+/* What a model file holds besides the net. Owned by the struct (one allocation). */
+typedef struct flowpic_model_meta {
+    int                   num_classes;
+    const char *const    *class_names;  /* [num_classes] NUL-terminated UTF-8 */
+    const unsigned char  *config;       /* preprocessing config blob, config_len bytes (opaque) */
+    size_t                config_len;
+    void                 *block;
+} flowpic_model_meta;
+
+/* Serialises net (its params; with FLOWPIC_MODEL_WITH_ADAM also the Adam state), the
+ * num_classes class names (1..FLOWPIC_MODEL_MAX_NAME bytes each) and the config blob.
+ * *len receives the size of the model; with buf == NULL only the size is computed. Returns
+ * FLOWPIC_ERR_LIMIT if cap < *len or the model would exceed FLOWPIC_MAX_MODEL_BYTES. */
+FLOWPIC_DEF flowpic_result flowpic_model_save_mem(const flowpic_net *net, const char *const *class_names,
+                                                  const void *config, size_t config_len, unsigned flags,
+                                                  unsigned char *buf, size_t cap, size_t *len);
+/* Validates every field of data[0..len) and builds *net (params, and the Adam state if
+ * stored) and *meta (may be NULL). On failure returns FLOWPIC_ERR_FORMAT (not a model /
+ * corrupt), FLOWPIC_ERR_LIMIT (beyond a named limit) or FLOWPIC_ERR_NOMEM, fills *err (may
+ * be NULL) and leaves *net and *meta zeroed. Allocates at most about 4x len. */
+FLOWPIC_DEF flowpic_result flowpic_model_load_mem(flowpic_net *net, flowpic_model_meta *meta,
+                                                  const void *data, size_t len, flowpic_error *err);
+FLOWPIC_DEF void flowpic_model_meta_free(flowpic_model_meta *meta);
 
 #ifdef __cplusplus
 }
@@ -2161,6 +2497,1814 @@ FLOWPIC_DEF flowpic_result flowpic_dataset_add_capture(flowpic_dataset *ds, pcap
     FLOWPIC_FREE(h.held_of);
     return res;
 }
+
+/* ---- rng -------------------------------------------------------------------------------------- */
+
+static uint64_t flowpic__splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15u);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    return z ^ (z >> 31);
+}
+
+static uint64_t flowpic__rotl64(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+FLOWPIC_DEF void flowpic_rng_seed(flowpic_rng *rng, uint64_t seed)
+{
+    uint64_t x = seed;
+    int i;
+    for (i = 0; i < 4; i++) rng->s[i] = flowpic__splitmix64(&x);
+}
+
+FLOWPIC_DEF uint64_t flowpic_rng_next(flowpic_rng *rng)
+{
+    uint64_t *s = rng->s;
+    uint64_t result = flowpic__rotl64(s[1] * 5u, 7) * 9u;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = flowpic__rotl64(s[3], 45);
+    return result;
+}
+
+FLOWPIC_DEF double flowpic_rng_uniform(flowpic_rng *rng)
+{
+    /* the top 53 bits, scaled by 2^-53: every value is an exact multiple of 2^-53 in [0, 1) */
+    return (double)(flowpic_rng_next(rng) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* ==========================================================================================
+ * >>network  implementation
+ * ==========================================================================================
+ * Layout of this section:
+ *   nn helpers        size arithmetic, OpenMP glue, small kernels (dot, lane reduction)
+ *   net building      descriptions, presets, shapes, parameter offsets, Glorot
+ *   workspace         activation / mask / gradient / scratch offsets, one allocation
+ *   conv              naive reference and cache-blocked direct convolution, fwd + bwd
+ *   pool, relu, dropout, dense, softmax-CE
+ *   passes            forward, loss, backward, predict
+ *   adam
+ *   >>model           model files: save / load to memory (MODEL_FORMAT.md)
+ */
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Register tile of the blocked convolution: NN_OCT output channels x NN_V output columns
+ * accumulated in registers over (in-channel, ky, kx). NN_OCT = 5 divides the full net's 10
+ * and 20 channels; NN_V = 16 fills 5 x 2 AVX registers, 8 fills 5 x 2 SSE registers.
+ * FLOWPIC_NN_TILE_V may be overridden with another power of two. */
+#ifndef FLOWPIC_NN_TILE_V
+#if defined(__AVX__)
+#define FLOWPIC_NN_TILE_V 16
+#else
+#define FLOWPIC_NN_TILE_V 8
+#endif
+#endif
+#define NN_V   FLOWPIC_NN_TILE_V
+#define NN_OCT 5
+/* Keeps compilers on the intended vectorisation: a constant NN_V-lane loop stays a loop (and
+ * is vectorised) instead of being unrolled into scalars that get vectorised across the
+ * reduction loop around it (gathers or in-order reductions: measured 3-10x slower). */
+#if defined(__clang__)
+#define NN_LANES _Pragma("clang loop unroll(disable)")
+#elif defined(__GNUC__) && __GNUC__ >= 8
+#define NN_LANES _Pragma("GCC unroll 1")
+#else
+#define NN_LANES
+#endif
+/* Output rows per forward work item (an item is one sample's row block). */
+#define NN_ROWS_PER_ITEM 16
+/* Per-(sample, row block) conv weight gradients are kept for at most this many floats at a
+ * time (the batch is processed in chunks of samples beyond it). */
+#ifndef FLOWPIC_NN_PARTIALS_BUDGET
+#define FLOWPIC_NN_PARTIALS_BUDGET (1u << 22)
+#endif
+/* Smaller loops (elements, or multiply-adds) run on one thread: not worth a fork/join. */
+#define NN_PAR_MIN 65536
+/* floats; keeps per-thread / per-tensor regions on separate cache lines */
+#define NN_ALIGN 16
+
+#ifdef _OPENMP
+#define NN_STR_(x) #x
+#define NN_OMP(...) _Pragma(NN_STR_(omp __VA_ARGS__))
+#else
+#define NN_OMP(...)
+#endif
+
+/* ---------------------------------------------------------------- nn helpers */
+
+static int nn_mul_size(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a) return 0;
+    *out = a * b;
+    return 1;
+}
+
+static int nn_add_size(size_t a, size_t b, size_t *out)
+{
+    if (b > SIZE_MAX - a) return 0;
+    *out = a + b;
+    return 1;
+}
+
+static size_t nn_round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+static int nn_round_up_int(int x, int m) { return (x + m - 1) / m * m; }
+static int nn_min_int(int a, int b) { return a < b ? a : b; }
+
+static int nn_threads(const flowpic_workspace *ws)
+{
+#ifdef _OPENMP
+    int t = omp_get_max_threads();
+    return t < ws->num_threads ? t : ws->num_threads;
+#else
+    (void)ws;
+    return 1;
+#endif
+}
+
+static int nn_thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Dot product with 8 independent partial sums (so the compiler can vectorise it without
+ * reassociating) reduced in a fixed order: the result depends only on the inputs. */
+static float nn_dot(const float *restrict a, const float *restrict b, int n)
+{
+    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    float s;
+    int i = 0, j;
+    for (; i + 8 <= n; i += 8)
+        for (j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
+    s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* y[i] += a * x[i]: fixed-width chunks so that -O2 vectorises it (same result as the plain
+ * loop: each element sees the same two operations). */
+static void nn_axpy(float *restrict y, float a, const float *restrict x, int n)
+{
+    int i = 0, v;
+    for (; i + 16 <= n; i += 16)
+        for (v = 0; v < 16; v++) y[i + v] += a * x[i + v];
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+/* Sum of NN_V lanes in a fixed pairwise order. */
+static float nn_lane_sum(const float *lanes)
+{
+    float t[NN_V];
+    int w, i;
+    for (i = 0; i < NN_V; i++) t[i] = lanes[i];
+    for (w = NN_V / 2; w >= 1; w /= 2)
+        for (i = 0; i < w; i++) t[i] += t[i + w];
+    return t[0];
+}
+
+/* ---------------------------------------------------------------- net building */
+
+FLOWPIC_DEF const char *flowpic_arch_name(flowpic_arch arch)
+{
+    switch (arch) {
+    case FLOWPIC_ARCH_FULL: return "flowpic-full";
+    case FLOWPIC_ARCH_MINI: return "flowpic-mini";
+    case FLOWPIC_ARCH_CUSTOM: return "custom";
+    }
+    return "unknown";
+}
+
+static flowpic_layer_desc nn_desc(flowpic_layer_kind kind, int size, int kernel, int stride,
+                                  int pad_before, int pad_after, float p)
+{
+    flowpic_layer_desc d;
+    d.kind = kind;
+    d.size = size;
+    d.kernel = kernel;
+    d.stride = stride;
+    d.pad_before = pad_before;
+    d.pad_after = pad_after;
+    d.dropout_p = p;
+    return d;
+}
+
+FLOWPIC_DEF int flowpic_net_preset(flowpic_arch arch, int res, flowpic_layer_desc *desc)
+{
+    int n = 0;
+    if (!desc) return 0;
+    if (arch == FLOWPIC_ARCH_FULL && res == 1500) {
+        /* Keras "same" for k 10 stride 5: 2 zero rows/columns before, 3 after */
+        desc[n++] = nn_desc(FLOWPIC_LAYER_CONV, 10, 10, 5, 2, 3, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_RELU, 0, 0, 0, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_MAXPOOL, 0, 2, 2, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_CONV, 20, 10, 5, 2, 3, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_RELU, 0, 0, 0, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_DROPOUT, 0, 0, 0, 0, 0, 0.25f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_MAXPOOL, 0, 2, 2, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_FLATTEN, 0, 0, 0, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_DENSE, 64, 0, 0, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_RELU, 0, 0, 0, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_DROPOUT, 0, 0, 0, 0, 0, 0.5f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_DENSE, 0, 0, 0, 0, 0, 0.0f);
+    } else if (arch == FLOWPIC_ARCH_MINI && (res == 32 || res == 64)) {
+        desc[n++] = nn_desc(FLOWPIC_LAYER_CONV, 6, 5, 1, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_RELU, 0, 0, 0, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_MAXPOOL, 0, 2, 2, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_CONV, 16, 5, 1, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_RELU, 0, 0, 0, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_DROPOUT, 0, 0, 0, 0, 0, 0.25f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_MAXPOOL, 0, 2, 2, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_FLATTEN, 0, 0, 0, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_DENSE, 120, 0, 0, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_RELU, 0, 0, 0, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_DENSE, 84, 0, 0, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_RELU, 0, 0, 0, 0, 0, 0.0f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_DROPOUT, 0, 0, 0, 0, 0, 0.5f);
+        desc[n++] = nn_desc(FLOWPIC_LAYER_DENSE, 0, 0, 0, 0, 0, 0.0f);
+    }
+    return n;
+}
+
+/* "conv" + 3 -> "conv3", without stdio */
+static void nn_layer_name(char *dst, const char *prefix, int number)
+{
+    char digits[12];
+    int nd = 0, i = 0;
+    do { digits[nd++] = (char)('0' + number % 10); number /= 10; } while (number > 0);
+    while (prefix[i] && i < FLOWPIC_NN_NAME_LEN - 1 - nd) { dst[i] = prefix[i]; i++; }
+    while (nd > 0) dst[i++] = digits[--nd];
+    dst[i] = '\0';
+}
+
+static uint64_t nn_hash_mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9E3779B97F4A7C15u + (h << 6) + (h >> 2);
+    h = (h ^ (h >> 31)) * 0xBF58476D1CE4E5B9u;
+    return h;
+}
+
+/* Fills one layer's shapes from its description and input shape. */
+static flowpic_result nn_layer_shape(flowpic_layer *L, const flowpic_layer_desc *d, int c, int h,
+                                     int w, int is_last, int num_classes)
+{
+    uint64_t numel;
+    L->kind = d->kind;
+    L->in_c = c; L->in_h = h; L->in_w = w;
+    L->in_numel = (size_t)c * (size_t)h * (size_t)w;
+    L->kernel = d->kernel; L->stride = d->stride;
+    L->pad_before = d->pad_before; L->pad_after = d->pad_after;
+    L->dropout_p = d->dropout_p;
+    switch (d->kind) {
+    case FLOWPIC_LAYER_CONV: {
+        int hp = h + d->pad_before + d->pad_after, wp = w + d->pad_before + d->pad_after;
+        if (d->size < 1 || d->kernel < 1 || d->stride < 1 || d->pad_before < 0 || d->pad_after < 0
+            || d->dropout_p != 0.0f)
+            return FLOWPIC_ERR_ARG;
+        if (d->size > FLOWPIC_NN_MAX_CHANNELS || d->kernel > FLOWPIC_NN_MAX_KERNEL
+            || d->stride > FLOWPIC_NN_MAX_KERNEL || d->pad_before >= d->kernel
+            || d->pad_after >= d->kernel)
+            return FLOWPIC_ERR_LIMIT;
+        if (hp < d->kernel || wp < d->kernel) return FLOWPIC_ERR_ARG;
+        L->out_c = d->size;
+        L->out_h = (hp - d->kernel) / d->stride + 1;
+        L->out_w = (wp - d->kernel) / d->stride + 1;
+        break;
+    }
+    case FLOWPIC_LAYER_MAXPOOL:
+        if (d->size != 0 || d->kernel < 1 || d->stride < 1 || d->pad_before != 0
+            || d->pad_after != 0 || d->dropout_p != 0.0f)
+            return FLOWPIC_ERR_ARG;
+        if (d->kernel > FLOWPIC_NN_MAX_KERNEL || d->stride > FLOWPIC_NN_MAX_KERNEL)
+            return FLOWPIC_ERR_LIMIT;
+        if (h < d->kernel || w < d->kernel) return FLOWPIC_ERR_ARG;
+        L->out_c = c;
+        L->out_h = (h - d->kernel) / d->stride + 1;
+        L->out_w = (w - d->kernel) / d->stride + 1;
+        break;
+    case FLOWPIC_LAYER_RELU:
+    case FLOWPIC_LAYER_FLATTEN:
+    case FLOWPIC_LAYER_DROPOUT:
+        if (d->size != 0 || d->kernel != 0 || d->stride != 0 || d->pad_before != 0
+            || d->pad_after != 0)
+            return FLOWPIC_ERR_ARG;
+        if (d->kind == FLOWPIC_LAYER_DROPOUT) {
+            if (!(d->dropout_p >= 0.0f && d->dropout_p < 1.0f)) return FLOWPIC_ERR_ARG;
+        } else if (d->dropout_p != 0.0f) {
+            return FLOWPIC_ERR_ARG;
+        }
+        if (d->kind == FLOWPIC_LAYER_FLATTEN) {
+            L->out_c = (int)L->in_numel; L->out_h = 1; L->out_w = 1;   /* in_numel <= MAX_NUMEL */
+        } else {
+            L->out_c = c; L->out_h = h; L->out_w = w;
+        }
+        break;
+    case FLOWPIC_LAYER_DENSE: {
+        int units = d->size == 0 && is_last ? num_classes : d->size;
+        if (units < 1 || d->kernel != 0 || d->stride != 0 || d->pad_before != 0
+            || d->pad_after != 0 || d->dropout_p != 0.0f)
+            return FLOWPIC_ERR_ARG;
+        if (units > FLOWPIC_NN_MAX_CHANNELS) return FLOWPIC_ERR_LIMIT;
+        L->out_c = units; L->out_h = 1; L->out_w = 1;
+        break;
+    }
+    default:
+        return FLOWPIC_ERR_ARG;
+    }
+    numel = (uint64_t)L->out_c * (uint64_t)L->out_h * (uint64_t)L->out_w;
+    if (numel > (uint64_t)FLOWPIC_NN_MAX_NUMEL) return FLOWPIC_ERR_LIMIT;
+    L->out_numel = (size_t)numel;
+    if (is_last && (d->kind != FLOWPIC_LAYER_DENSE || L->out_c != num_classes))
+        return FLOWPIC_ERR_ARG;
+    if (d->kind == FLOWPIC_LAYER_CONV) {
+        uint64_t nw = (uint64_t)L->out_c * (uint64_t)c * (uint64_t)d->kernel * (uint64_t)d->kernel;
+        if (nw > (uint64_t)FLOWPIC_NN_MAX_PARAMS) return FLOWPIC_ERR_LIMIT;
+        L->num_weights = (size_t)nw;
+        L->num_biases = (size_t)L->out_c;
+    } else if (d->kind == FLOWPIC_LAYER_DENSE) {
+        uint64_t nw = (uint64_t)L->out_c * (uint64_t)L->in_numel;
+        if (nw > (uint64_t)FLOWPIC_NN_MAX_PARAMS) return FLOWPIC_ERR_LIMIT;
+        L->num_weights = (size_t)nw;
+        L->num_biases = (size_t)L->out_c;
+    }
+    return FLOWPIC_OK;
+}
+
+/* Fills net's layer table, shapes and parameter offsets from a description; allocates
+ * nothing (the model loader checks the parameter count against the file first). */
+static flowpic_result nn_net_build(flowpic_net *net, const flowpic_layer_desc *desc, int num_desc,
+                                   int in_c, int in_h, int in_w, int num_classes, int *bad_layer)
+{
+    int l, c = in_c, h = in_h, w = in_w;
+    int counts[7] = {0, 0, 0, 0, 0, 0, 0};
+    static const char *const prefix[7] = {"", "conv", "pool", "relu", "dropout", "flatten", "dense"};
+    size_t total = 0, acts = 0;
+    uint64_t id = 0x666C6F77706963u; /* "flowpic" */
+    memset(net, 0, sizeof *net);
+    if (!desc || num_desc < 1 || in_c < 1 || in_h < 1 || in_w < 1 || num_classes < 2)
+        return FLOWPIC_ERR_ARG;
+    if (num_desc > FLOWPIC_NN_MAX_LAYERS || in_c > FLOWPIC_NN_MAX_CHANNELS
+        || in_h > FLOWPIC_NN_MAX_DIM || in_w > FLOWPIC_NN_MAX_DIM
+        || num_classes > FLOWPIC_NN_MAX_CLASSES)
+        return FLOWPIC_ERR_LIMIT;
+    if ((uint64_t)in_c * (uint64_t)in_h * (uint64_t)in_w > (uint64_t)FLOWPIC_NN_MAX_NUMEL)
+        return FLOWPIC_ERR_LIMIT;
+    if (desc[0].kind == FLOWPIC_LAYER_FLATTEN) return FLOWPIC_ERR_ARG; /* would alias the input */
+    id = nn_hash_mix(id, ((uint64_t)(unsigned)in_c << 32) | (uint64_t)(unsigned)in_h);
+    id = nn_hash_mix(id, ((uint64_t)(unsigned)in_w << 32) | (uint64_t)(unsigned)num_classes);
+    for (l = 0; l < num_desc; l++) {
+        flowpic_layer *L = &net->layers[l];
+        flowpic_result r = nn_layer_shape(L, &desc[l], c, h, w, l == num_desc - 1, num_classes);
+        int k = (int)desc[l].kind;
+        if (r != FLOWPIC_OK) {
+            memset(net, 0, sizeof *net);
+            if (bad_layer) *bad_layer = l;
+            return r;
+        }
+        acts += L->kind == FLOWPIC_LAYER_FLATTEN ? 0 : L->out_numel;
+        if (acts > (size_t)FLOWPIC_NN_MAX_ACTS) {
+            memset(net, 0, sizeof *net);
+            if (bad_layer) *bad_layer = l;
+            return FLOWPIC_ERR_LIMIT;
+        }
+        counts[k]++;
+        nn_layer_name(L->name, prefix[k], counts[k]);
+        if (L->num_weights) {
+            L->weight_offset = total;
+            total += L->num_weights;
+            L->bias_offset = total;
+            total += L->num_biases;
+            if (total > (size_t)FLOWPIC_NN_MAX_PARAMS) {
+                memset(net, 0, sizeof *net);
+                if (bad_layer) *bad_layer = l;
+                return FLOWPIC_ERR_LIMIT;
+            }
+        }
+        id = nn_hash_mix(id, (uint64_t)L->kind);
+        id = nn_hash_mix(id, ((uint64_t)(unsigned)L->out_c << 32) | (uint64_t)(unsigned)L->out_h);
+        id = nn_hash_mix(id, ((uint64_t)(unsigned)L->out_w << 32) | (uint64_t)(unsigned)L->kernel);
+        id = nn_hash_mix(id, ((uint64_t)(unsigned)L->stride << 32)
+                                 | ((uint64_t)(unsigned)L->pad_before << 16) | (uint64_t)(unsigned)L->pad_after);
+        c = L->out_c; h = L->out_h; w = L->out_w;
+    }
+    net->arch = FLOWPIC_ARCH_CUSTOM;
+    net->res = in_h;
+    net->in_c = in_c; net->in_h = in_h; net->in_w = in_w;
+    net->num_classes = num_classes;
+    net->num_layers = num_desc;
+    net->num_params = total;
+    net->layout_id = nn_hash_mix(id, (uint64_t)total);
+    return FLOWPIC_OK;
+}
+
+/* The one float block: params, grads, Adam m, Adam v, zeroed. */
+static flowpic_result nn_net_alloc(flowpic_net *net)
+{
+    const size_t total = net->num_params;
+    size_t nfloats, nbytes;
+    float *block;
+    if (!nn_mul_size(total, 4, &nfloats) || !nn_mul_size(nfloats, sizeof(float), &nbytes)) {
+        memset(net, 0, sizeof *net);
+        return FLOWPIC_ERR_LIMIT;
+    }
+    block = (float *)FLOWPIC_MALLOC(nbytes ? nbytes : 1);
+    if (!block) { memset(net, 0, sizeof *net); return FLOWPIC_ERR_NOMEM; }
+    memset(block, 0, nbytes);
+    net->params = block;
+    net->grads = block + total;
+    net->adam_m = block + 2 * total;
+    net->adam_v = block + 3 * total;
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_net_init_layers(flowpic_net *net, const flowpic_layer_desc *desc,
+                                                   int num_desc, int in_c, int in_h, int in_w,
+                                                   int num_classes)
+{
+    flowpic_result r;
+    if (!net) return FLOWPIC_ERR_ARG;
+    r = nn_net_build(net, desc, num_desc, in_c, in_h, in_w, num_classes, NULL);
+    return r != FLOWPIC_OK ? r : nn_net_alloc(net);
+}
+
+FLOWPIC_DEF flowpic_result flowpic_net_init(flowpic_net *net, flowpic_arch arch, int res, int num_classes)
+{
+    flowpic_layer_desc desc[FLOWPIC_NN_MAX_LAYERS];
+    flowpic_result r;
+    int n;
+    if (!net) return FLOWPIC_ERR_ARG;
+    memset(net, 0, sizeof *net);
+    n = flowpic_net_preset(arch, res, desc);
+    if (n == 0) return FLOWPIC_ERR_ARG;
+    r = flowpic_net_init_layers(net, desc, n, 1, res, res, num_classes);
+    if (r == FLOWPIC_OK) net->arch = arch;
+    return r;
+}
+
+FLOWPIC_DEF void flowpic_net_free(flowpic_net *net)
+{
+    if (!net) return;
+    if (net->params) FLOWPIC_FREE(net->params);
+    memset(net, 0, sizeof *net);
+}
+
+FLOWPIC_DEF void flowpic_net_zero_grad(flowpic_net *net)
+{
+    if (net && net->grads) memset(net->grads, 0, net->num_params * sizeof(float));
+}
+
+FLOWPIC_DEF void flowpic_net_init_glorot(flowpic_net *net, flowpic_rng *rng)
+{
+    int l;
+    if (!net || !net->params || !rng) return;
+    memset(net->params, 0, 4 * net->num_params * sizeof(float));
+    net->adam_t = 0;
+    for (l = 0; l < net->num_layers; l++) {
+        const flowpic_layer *L = &net->layers[l];
+        double fan_in, fan_out, limit;
+        float *wp = net->params + L->weight_offset;
+        size_t i;
+        if (L->kind == FLOWPIC_LAYER_CONV) {
+            double kk = (double)L->kernel * (double)L->kernel;
+            fan_in = (double)L->in_c * kk;
+            fan_out = (double)L->out_c * kk;
+        } else if (L->kind == FLOWPIC_LAYER_DENSE) {
+            fan_in = (double)L->in_numel;
+            fan_out = (double)L->out_c;
+        } else {
+            continue;
+        }
+        limit = sqrt(6.0 / (fan_in + fan_out));
+        for (i = 0; i < L->num_weights; i++)
+            wp[i] = (float)((2.0 * flowpic_rng_uniform(rng) - 1.0) * limit);
+    }
+}
+
+FLOWPIC_DEF int flowpic_net_find_layer(const flowpic_net *net, const char *name)
+{
+    int l;
+    if (!net || !name) return -1;
+    for (l = 0; l < net->num_layers; l++)
+        if (strcmp(net->layers[l].name, name) == 0) return l;
+    return -1;
+}
+
+/* ---------------------------------------------------------------- conv geometry */
+
+typedef enum nn_conv_pass {
+    NN_CONV_FORWARD = 0,
+    NN_CONV_BACKWARD = 1,      /* weight gradient only: items are row blocks */
+    NN_CONV_BACKWARD_DX = 2    /* weight and input gradient: items are whole samples */
+} nn_conv_pass;
+
+typedef struct nn_conv_geom {
+    int ic, h, w, oc, k, s, pb, pa, oh, ow;
+    int owv;        /* ow rounded up to NN_V: columns computed per output row */
+    int pw;         /* width of one phase row: owv + (k-1)/s */
+    int ocp;        /* oc rounded up to NN_OCT: channels in the transposed weights */
+    int group;      /* output rows handled together (backward: amortises the lane sums) */
+    int slots;      /* padded rows in the ring: k + (group-1)*s */
+    int rows_item;  /* output rows per work item */
+    int items;      /* work items per sample */
+    int koff[FLOWPIC_NN_MAX_KERNEL]; /* kx -> offset in a deinterleaved row: (kx%s)*pw + kx/s */
+} nn_conv_geom;
+
+/* The blocked kernels read the padded input deinterleaved by stride phase: phase p of
+ * padded row r holds padded columns p, p+s, p+2s..., so the input of output column ox at
+ * kernel column kx = q*s + p is element ox + q of phase p: contiguous in ox, whatever the
+ * stride. The phase-split rows of every in-channel live in a ring of `slots` padded rows
+ * (row r in slot r % slots), each loaded once per work item: the working set is a few rows,
+ * never a picture. */
+static void nn_conv_geom_init(nn_conv_geom *g, const flowpic_layer *L, nn_conv_pass pass)
+{
+    int kx;
+    g->ic = L->in_c; g->h = L->in_h; g->w = L->in_w;
+    g->oc = L->out_c; g->oh = L->out_h; g->ow = L->out_w;
+    g->k = L->kernel; g->s = L->stride; g->pb = L->pad_before; g->pa = L->pad_after;
+    g->owv = nn_round_up_int(g->ow, NN_V);
+    g->pw = g->owv + (g->k - 1) / g->s;
+    g->ocp = nn_round_up_int(g->oc, NN_OCT);
+    /* backward: about 128 columns per weight-gradient dot product before its lanes are summed */
+    g->group = pass == NN_CONV_FORWARD ? 1 : nn_min_int(nn_min_int(8, (128 + g->owv - 1) / g->owv), g->oh);
+    g->slots = nn_min_int(g->k + (g->group - 1) * g->s, g->h + g->pb + g->pa);  /* never more than all rows */
+    g->rows_item = pass == NN_CONV_BACKWARD_DX ? g->oh : nn_min_int(NN_ROWS_PER_ITEM, g->oh);
+    g->items = (g->oh + g->rows_item - 1) / g->rows_item;
+    for (kx = 0; kx < g->k; kx++) g->koff[kx] = (kx % g->s) * g->pw + kx / g->s;
+}
+
+static size_t nn_conv_ring_len(const nn_conv_geom *g)
+{
+    return (size_t)g->ic * (size_t)g->slots * (size_t)g->s * (size_t)g->pw;
+}
+
+/* floats of per-thread scratch: the input ring; backward adds the zero-padded dout rows of a
+ * row group and, with the input gradient, the gradient ring (in that order) */
+static size_t nn_conv_scratch_len(const nn_conv_geom *g, nn_conv_pass pass)
+{
+    size_t ring = nn_round_up(nn_conv_ring_len(g), NN_ALIGN);
+    size_t drow = nn_round_up((size_t)g->group * (size_t)g->ocp * (size_t)g->owv, NN_ALIGN);
+    if (pass == NN_CONV_FORWARD) return ring;
+    return ring + drow + (pass == NN_CONV_BACKWARD_DX ? ring : 0);
+}
+
+/* Samples per chunk of the conv backward pass: the partial weight gradients of a chunk stay
+ * within FLOWPIC_NN_PARTIALS_BUDGET floats (at least one sample). Depends on the shapes only,
+ * never on the thread count, so the summation order is fixed. */
+static int nn_conv_chunk(const nn_conv_geom *g, size_t per_item, int batch)
+{
+    size_t per_sample = per_item * (size_t)g->items;
+    size_t chunk = (size_t)FLOWPIC_NN_PARTIALS_BUDGET / (per_sample ? per_sample : 1);
+    if (chunk < 1) chunk = 1;
+    return chunk < (size_t)batch ? (int)chunk : batch;
+}
+
+/* ---------------------------------------------------------------- workspace */
+
+static int nn_first_param_layer(const flowpic_net *net)
+{
+    int l;
+    for (l = 0; l < net->num_layers; l++)
+        if (net->layers[l].num_weights) return l;
+    return net->num_layers;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_workspace_init(flowpic_workspace *ws, const flowpic_net *net,
+                                                  int max_batch, unsigned flags)
+{
+    size_t B, acts = 0, grad_buf = 0, grads_total = 0, masks = 0, wt = 0, partials = 0;
+    size_t scratch = 0, probs, off, total_floats, nbytes, t;
+    int l, first, nthreads = 1, train;
+    unsigned char *block;
+    if (!ws) return FLOWPIC_ERR_ARG;
+    memset(ws, 0, sizeof *ws);
+    if (!net || !net->params || net->num_layers < 1 || max_batch < 1
+        || (flags & ~(FLOWPIC_WS_TRAIN | FLOWPIC_WS_KEEP_GRADS)) != 0)
+        return FLOWPIC_ERR_ARG;
+    if (max_batch > FLOWPIC_NN_MAX_BATCH) return FLOWPIC_ERR_LIMIT;
+    if (flags & FLOWPIC_WS_KEEP_GRADS) flags |= FLOWPIC_WS_TRAIN;
+    train = (flags & FLOWPIC_WS_TRAIN) != 0;
+#ifdef _OPENMP
+    nthreads = nn_min_int(omp_get_max_threads(), FLOWPIC_NN_MAX_THREADS);
+    if (nthreads < 1) nthreads = 1;
+#endif
+    B = (size_t)max_batch;
+    first = nn_first_param_layer(net);
+    /* every size below is at most (layers) x MAX_BATCH x MAX_NUMEL ~ 2^47 floats: checked
+     * multiplications still, as SIZE_MAX may be 2^32 - 1 */
+    for (l = 0; l < net->num_layers; l++) {
+        const flowpic_layer *L = &net->layers[l];
+        size_t n;
+        if (L->kind == FLOWPIC_LAYER_FLATTEN) { ws->act_offset[l] = ws->act_offset[l - 1]; continue; }
+        if (!nn_mul_size(L->out_numel, B, &n)) return FLOWPIC_ERR_LIMIT;
+        ws->act_offset[l] = acts;
+        if (!nn_add_size(acts, nn_round_up(n, NN_ALIGN), &acts)) return FLOWPIC_ERR_LIMIT;
+        if (train && L->kind == FLOWPIC_LAYER_DROPOUT) {
+            ws->mask_offset[l] = masks;
+            if (!nn_add_size(masks, nn_round_up(n, 64), &masks)) return FLOWPIC_ERR_LIMIT;
+        }
+        if (train && l > first) {
+            if (!nn_mul_size(L->in_numel, B, &t)) return FLOWPIC_ERR_LIMIT;
+            if (t > grad_buf) grad_buf = t;
+        }
+        if (L->kind == FLOWPIC_LAYER_CONV) {
+            const nn_conv_pass bpass = l > first ? NN_CONV_BACKWARD_DX : NN_CONV_BACKWARD;
+            nn_conv_geom g;
+            nn_conv_geom_init(&g, L, NN_CONV_FORWARD);
+            t = (size_t)g.ic * (size_t)g.k * (size_t)g.k * (size_t)g.ocp;
+            if (t > wt) wt = t;
+            t = nn_conv_scratch_len(&g, NN_CONV_FORWARD);
+            if (t > scratch) scratch = t;
+            if (train) {
+                const size_t per_item = L->num_weights + L->num_biases;
+                nn_conv_geom_init(&g, L, bpass);
+                t = nn_conv_scratch_len(&g, bpass);
+                if (t > scratch) scratch = t;
+                if (!nn_mul_size(per_item, (size_t)g.items, &t)
+                    || !nn_mul_size(t, (size_t)nn_conv_chunk(&g, per_item, max_batch), &t))
+                    return FLOWPIC_ERR_LIMIT;
+                if (t > partials) partials = t;
+            }
+        }
+    }
+    if (train) {
+        if (flags & FLOWPIC_WS_KEEP_GRADS) grads_total = acts;
+        else grads_total = 2 * nn_round_up(grad_buf, NN_ALIGN);
+    }
+    probs = nn_round_up(B * (size_t)net->num_classes, NN_ALIGN);
+    if (!nn_mul_size(scratch, (size_t)nthreads, &t)) return FLOWPIC_ERR_LIMIT;
+    total_floats = 0;
+    if (!nn_add_size(total_floats, acts, &total_floats)
+        || !nn_add_size(total_floats, grads_total, &total_floats)
+        || !nn_add_size(total_floats, 2 * probs, &total_floats)
+        || !nn_add_size(total_floats, nn_round_up(wt, NN_ALIGN), &total_floats)
+        || !nn_add_size(total_floats, nn_round_up(partials, NN_ALIGN), &total_floats)
+        || !nn_add_size(total_floats, t, &total_floats)
+        || !nn_mul_size(total_floats, sizeof(float), &nbytes)
+        || !nn_add_size(nbytes, masks, &nbytes)
+        || !nn_add_size(nbytes, 64, &nbytes))
+        return FLOWPIC_ERR_LIMIT;
+    block = (unsigned char *)FLOWPIC_MALLOC(nbytes);
+    if (!block) return FLOWPIC_ERR_NOMEM;
+    ws->block = block;
+    {
+        float *f = (float *)(void *)block;
+        off = 0;
+        ws->acts = f + off; off += acts;
+        ws->grad_acts = train ? f + off : NULL; off += grads_total;
+        ws->grad_buf_len = nn_round_up(grad_buf, NN_ALIGN);
+        ws->probs = f + off; off += probs;
+        ws->dlogits = f + off; off += probs;
+        ws->wt = f + off; off += nn_round_up(wt, NN_ALIGN);
+        ws->partials = train ? f + off : NULL; off += nn_round_up(partials, NN_ALIGN);
+        ws->scratch = f + off; off += t;
+        ws->scratch_len = scratch;
+        ws->masks = train ? block + off * sizeof(float) : NULL;
+        /* every read of these is preceded by a write, but keep the memory defined anyway
+         * (the blocked kernels read tile columns past a row's end) */
+        memset(block, 0, nbytes);
+    }
+    for (l = 0; l < net->num_layers; l++) ws->layer_kind[l] = (uint8_t)net->layers[l].kind;
+    ws->layout_id = net->layout_id;
+    ws->max_batch = max_batch;
+    ws->flags = flags;
+    ws->num_layers = net->num_layers;
+    ws->num_classes = net->num_classes;
+    ws->num_threads = nthreads;
+    ws->conv_algo = FLOWPIC_CONV_BLOCKED;
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF void flowpic_workspace_free(flowpic_workspace *ws)
+{
+    if (!ws) return;
+    if (ws->block) FLOWPIC_FREE(ws->block);
+    memset(ws, 0, sizeof *ws);
+}
+
+FLOWPIC_DEF void flowpic_workspace_set_conv_algo(flowpic_workspace *ws, flowpic_conv_algo algo)
+{
+    if (ws && (algo == FLOWPIC_CONV_BLOCKED || algo == FLOWPIC_CONV_NAIVE)) ws->conv_algo = algo;
+}
+
+FLOWPIC_DEF const float *flowpic_workspace_output(const flowpic_workspace *ws, int layer)
+{
+    if (!ws || !ws->acts || layer < 0 || layer >= ws->num_layers) return NULL;
+    return ws->acts + ws->act_offset[layer];
+}
+
+FLOWPIC_DEF const float *flowpic_workspace_output_grad(const flowpic_workspace *ws, int layer)
+{
+    if (!ws || !ws->acts || layer < 0 || layer >= ws->num_layers) return NULL;
+    if (layer == ws->num_layers - 1) return ws->dlogits;
+    if (!(ws->flags & FLOWPIC_WS_KEEP_GRADS)) return NULL;
+    return ws->grad_acts + ws->act_offset[layer];
+}
+
+FLOWPIC_DEF uint8_t *flowpic_workspace_mask(flowpic_workspace *ws, int layer)
+{
+    if (!ws || !ws->masks || layer < 0 || layer >= ws->num_layers
+        || ws->layer_kind[layer] != (uint8_t)FLOWPIC_LAYER_DROPOUT)
+        return NULL;
+    return ws->masks + ws->mask_offset[layer];
+}
+
+FLOWPIC_DEF const float *flowpic_workspace_probs(const flowpic_workspace *ws)
+{
+    return ws ? ws->probs : NULL;
+}
+
+FLOWPIC_DEF const float *flowpic_workspace_dlogits(const flowpic_workspace *ws)
+{
+    return ws ? ws->dlogits : NULL;
+}
+
+/* ---------------------------------------------------------------- conv: naive reference */
+
+/* y[n][oc][oy][ox] = b[oc] + sum over (ic, ky, kx) in that order of w * padded x.
+ * Single-threaded; the yardstick for the blocked version. */
+static void nn_conv_forward_naive(const flowpic_layer *L, const float *w, const float *b,
+                                  const float *x, float *y, int batch)
+{
+    const int IC = L->in_c, H = L->in_h, W = L->in_w, OC = L->out_c, OH = L->out_h;
+    const int OW = L->out_w, K = L->kernel, S = L->stride, P = L->pad_before;
+    int n, oc, oy, ox, ic, ky, kx;
+    for (n = 0; n < batch; n++) {
+        const float *xn = x + (size_t)n * L->in_numel;
+        float *yn = y + (size_t)n * L->out_numel;
+        for (oc = 0; oc < OC; oc++)
+            for (oy = 0; oy < OH; oy++)
+                for (ox = 0; ox < OW; ox++) {
+                    float acc = 0.0f;
+                    for (ic = 0; ic < IC; ic++)
+                        for (ky = 0; ky < K; ky++) {
+                            int iy = oy * S + ky - P;
+                            if (iy < 0 || iy >= H) continue;
+                            for (kx = 0; kx < K; kx++) {
+                                int ix = ox * S + kx - P;
+                                if (ix < 0 || ix >= W) continue;
+                                acc += w[((oc * IC + ic) * K + ky) * K + kx] * xn[(ic * H + iy) * W + ix];
+                            }
+                        }
+                    yn[(oc * OH + oy) * OW + ox] = acc + b[oc];
+                }
+    }
+}
+
+/* dw += sum over (n, oy, ox) of dy * x; db += sum of dy; dx (if not NULL) = sum of w * dy. */
+static void nn_conv_backward_naive(const flowpic_layer *L, const float *w, float *dw, float *db,
+                                   const float *x, const float *dy, float *dx, int batch)
+{
+    const int IC = L->in_c, H = L->in_h, W = L->in_w, OC = L->out_c, OH = L->out_h;
+    const int OW = L->out_w, K = L->kernel, S = L->stride, P = L->pad_before;
+    int n, oc, oy, ox, ic, ky, kx;
+    for (oc = 0; oc < OC; oc++) {
+        float s = 0.0f;
+        for (n = 0; n < batch; n++)
+            for (oy = 0; oy < OH; oy++)
+                for (ox = 0; ox < OW; ox++)
+                    s += dy[(size_t)n * L->out_numel + (size_t)((oc * OH + oy) * OW + ox)];
+        db[oc] += s;
+    }
+    for (oc = 0; oc < OC; oc++)
+        for (ic = 0; ic < IC; ic++)
+            for (ky = 0; ky < K; ky++)
+                for (kx = 0; kx < K; kx++) {
+                    float s = 0.0f;
+                    for (n = 0; n < batch; n++) {
+                        const float *xn = x + (size_t)n * L->in_numel;
+                        const float *dyn = dy + (size_t)n * L->out_numel;
+                        for (oy = 0; oy < OH; oy++) {
+                            int iy = oy * S + ky - P;
+                            if (iy < 0 || iy >= H) continue;
+                            for (ox = 0; ox < OW; ox++) {
+                                int ix = ox * S + kx - P;
+                                if (ix < 0 || ix >= W) continue;
+                                s += dyn[(oc * OH + oy) * OW + ox] * xn[(ic * H + iy) * W + ix];
+                            }
+                        }
+                    }
+                    dw[((oc * IC + ic) * K + ky) * K + kx] += s;
+                }
+    if (!dx) return;
+    memset(dx, 0, (size_t)batch * L->in_numel * sizeof(float));
+    for (n = 0; n < batch; n++) {
+        float *dxn = dx + (size_t)n * L->in_numel;
+        const float *dyn = dy + (size_t)n * L->out_numel;
+        for (oc = 0; oc < OC; oc++)
+            for (oy = 0; oy < OH; oy++)
+                for (ox = 0; ox < OW; ox++) {
+                    float g = dyn[(oc * OH + oy) * OW + ox];
+                    for (ic = 0; ic < IC; ic++)
+                        for (ky = 0; ky < K; ky++) {
+                            int iy = oy * S + ky - P;
+                            if (iy < 0 || iy >= H) continue;
+                            for (kx = 0; kx < K; kx++) {
+                                int ix = ox * S + kx - P;
+                                if (ix < 0 || ix >= W) continue;
+                                dxn[(ic * H + iy) * W + ix] += w[((oc * IC + ic) * K + ky) * K + kx] * g;
+                            }
+                        }
+                }
+    }
+}
+
+/* ---------------------------------------------------------------- conv: blocked */
+
+/* Loads padded row r of every input channel, phase-split, into its ring slot. Returns 1 (and
+ * loads nothing) when the row is zero in every channel: its products are exact zeros, which
+ * the kernels then skip, bit-identically (x + 0 = x). FlowPics are mostly empty rows (packet
+ * sizes that never occur), so this skips most of the first convolution's work. */
+static int nn_ring_load(const nn_conv_geom *g, float *ring, const float *x, int r)
+{
+    const size_t rowlen = (size_t)g->s * (size_t)g->pw;
+    const int y = r - g->pb, slot = r % g->slots;
+    int ic, p, j, nonzero = 0;
+    if (y < 0 || y >= g->h) return 1;   /* padding row: the ring slot is never read */
+    for (ic = 0; ic < g->ic && !nonzero; ic++) {
+        const float *src = x + ((size_t)ic * (size_t)g->h + (size_t)y) * (size_t)g->w;
+        for (j = 0; j < g->w; j++) nonzero |= src[j] != 0.0f;
+    }
+    if (!nonzero) return 1;
+    for (ic = 0; ic < g->ic; ic++) {
+        float *dst = ring + ((size_t)ic * (size_t)g->slots + (size_t)slot) * rowlen;
+        const float *src = x + ((size_t)ic * (size_t)g->h + (size_t)y) * (size_t)g->w;
+        for (p = 0; p < g->s; p++) {
+            /* phase element j is input column j*s + p - pb: inside the row for j in [lo, hi) */
+            float *d = dst + (size_t)p * (size_t)g->pw;
+            const int lo = nn_min_int(g->pb > p ? (g->pb - p + g->s - 1) / g->s : 0, g->pw);
+            const int hi = nn_min_int((g->w + g->pb - p + g->s - 1) / g->s, g->pw);
+            for (j = 0; j < lo; j++) d[j] = 0.0f;
+            for (; j < hi; j++) d[j] = src[j * g->s + p - g->pb];
+            for (; j < g->pw; j++) d[j] = 0.0f;
+        }
+    }
+    return 0;
+}
+
+/* Writes the accumulated input gradient of padded row r (held in the gradient ring) to dx. */
+static void nn_ring_flush(const nn_conv_geom *g, const float *dring, int r, float *dx)
+{
+    const size_t rowlen = (size_t)g->s * (size_t)g->pw;
+    const int y = r - g->pb, slot = r % g->slots;
+    int ic, xx;
+    if (y < 0 || y >= g->h) return;
+    for (ic = 0; ic < g->ic; ic++) {
+        const float *src = dring + ((size_t)ic * (size_t)g->slots + (size_t)slot) * rowlen;
+        float *d = dx + ((size_t)ic * (size_t)g->h + (size_t)y) * (size_t)g->w;
+        for (xx = 0; xx < g->w; xx++) {
+            int c = xx + g->pb, j = c / g->s;
+            /* columns past the last window (j >= pw) get no gradient */
+            d[xx] = j < g->pw ? src[(c % g->s) * g->pw + j] : 0.0f;
+        }
+    }
+}
+
+/* Makes padded rows [r_first, r_last] resident in the ring (slot_row[] says what each slot
+ * holds, slot_zero[] whether it is all zero). With a gradient ring, an evicted row is
+ * finished: it is flushed to dx, and the slot's gradient row is cleared for the new row. */
+static void nn_ring_ensure(const nn_conv_geom *g, float *ring, float *dring, int *slot_row,
+                           unsigned char *slot_zero, const float *x, float *dx, int r_first, int r_last)
+{
+    const size_t rowlen = (size_t)g->s * (size_t)g->pw;
+    int r, ic;
+    for (r = r_first; r <= r_last; r++) {
+        const int slot = r % g->slots;
+        if (slot_row[slot] == r) continue;
+        if (dx && slot_row[slot] >= 0) nn_ring_flush(g, dring, slot_row[slot], dx);
+        slot_zero[slot] = (unsigned char)nn_ring_load(g, ring, x, r);
+        if (dx)
+            for (ic = 0; ic < g->ic; ic++)
+                memset(dring + ((size_t)ic * (size_t)g->slots + (size_t)slot) * rowlen, 0, rowlen * sizeof(float));
+        slot_row[slot] = r;
+    }
+}
+
+/* wt[ic][ky][kx][ocp] = w[oc][ic][ky][kx], zero for the padding channels oc >= OC */
+static void nn_conv_transpose_weights(const nn_conv_geom *g, const float *w, float *wt)
+{
+    const int kk = g->k * g->k;
+    int oc, ic, t;
+    for (ic = 0; ic < g->ic; ic++)
+        for (t = 0; t < kk; t++) {
+            float *dst = wt + ((size_t)ic * (size_t)kk + (size_t)t) * (size_t)g->ocp;
+            for (oc = 0; oc < g->ocp; oc++)
+                dst[oc] = oc < g->oc ? w[((size_t)oc * (size_t)g->ic + (size_t)ic) * (size_t)kk + (size_t)t] : 0.0f;
+        }
+}
+
+static const float *nn_pick5(const float *a0, const float *a1, const float *a2, const float *a3,
+                             const float *a4, int o)
+{
+    return o == 0 ? a0 : o == 1 ? a1 : o == 2 ? a2 : o == 3 ? a3 : a4;
+}
+
+/* Output rows [oy0, oy1) of one sample. Each output is the sum over (ic, ky, kx) in that
+ * order plus the bias, as in the naive version (products with padding are exact zeros);
+ * a register tile of NN_OCT channels x NN_V columns is accumulated over the whole sum. */
+static void nn_conv_forward_rows(const nn_conv_geom *g, const float *wt, const float *bias,
+                                 const float *x, float *y, int oy0, int oy1, float *ring)
+{
+    const size_t rowlen = (size_t)g->s * (size_t)g->pw;
+    int slot_row[FLOWPIC_NN_MAX_KERNEL];
+    unsigned char slot_zero[FLOWPIC_NN_MAX_KERNEL];
+    int oy, ky, kx, ic, oc0, ox0, o, v, i;
+    for (i = 0; i < g->slots; i++) slot_row[i] = -1;
+    for (oy = oy0; oy < oy1; oy++) {
+        const int r0 = oy * g->s;
+        nn_ring_ensure(g, ring, NULL, slot_row, slot_zero, x, NULL, r0, r0 + g->k - 1);
+        for (oc0 = 0; oc0 < g->oc; oc0 += NN_OCT) {
+            const int noc = nn_min_int(NN_OCT, g->oc - oc0);
+            for (ox0 = 0; ox0 < g->ow; ox0 += NN_V) {
+                const int nv = nn_min_int(NN_V, g->ow - ox0);
+                float a0[NN_V], a1[NN_V], a2[NN_V], a3[NN_V], a4[NN_V];
+                for (v = 0; v < NN_V; v++) { a0[v] = 0.0f; a1[v] = 0.0f; a2[v] = 0.0f; a3[v] = 0.0f; a4[v] = 0.0f; }
+                for (ic = 0; ic < g->ic; ic++)
+                    for (ky = 0; ky < g->k; ky++) {
+                        const float *row = ring + ((size_t)ic * (size_t)g->slots + (size_t)((r0 + ky) % g->slots)) * rowlen
+                                           + (size_t)ox0;
+                        const float *wk = wt + (size_t)((ic * g->k + ky) * g->k) * (size_t)g->ocp + (size_t)oc0;
+                        if (slot_zero[(r0 + ky) % g->slots]) continue;
+                        for (kx = 0; kx < g->k; kx++) {
+                            const float *restrict src = row + g->koff[kx];
+                            const float *w = wk + (size_t)kx * (size_t)g->ocp;
+                            const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4];
+                            NN_LANES
+                            for (v = 0; v < NN_V; v++) {
+                                const float sv = src[v];
+                                a0[v] += w0 * sv; a1[v] += w1 * sv; a2[v] += w2 * sv; a3[v] += w3 * sv; a4[v] += w4 * sv;
+                            }
+                        }
+                    }
+                for (o = 0; o < noc; o++) {
+                    const float *a = nn_pick5(a0, a1, a2, a3, a4, o);
+                    float *yo = y + ((size_t)(oc0 + o) * (size_t)g->oh + (size_t)oy) * (size_t)g->ow + (size_t)ox0;
+                    const float bo = bias[oc0 + o];
+                    for (v = 0; v < nv; v++) yo[v] = a[v] + bo;
+                }
+            }
+        }
+    }
+}
+
+static void nn_conv_forward_blocked(const flowpic_layer *L, flowpic_workspace *ws, const float *w,
+                                    const float *b, const float *x, float *y, int batch)
+{
+    nn_conv_geom g;
+    const int nt = nn_threads(ws);
+    int items;
+    nn_conv_geom_init(&g, L, NN_CONV_FORWARD);
+    nn_conv_transpose_weights(&g, w, ws->wt);
+    items = batch * g.items;
+    (void)nt;
+    NN_OMP(parallel for num_threads(nt) schedule(dynamic, 1))
+    for (int it = 0; it < items; it++) {
+        const int n = it / g.items, oy0 = (it % g.items) * g.rows_item;
+        float *ring = ws->scratch + (size_t)nn_thread_id() * ws->scratch_len;
+        nn_conv_forward_rows(&g, ws->wt, b, x + (size_t)n * L->in_numel, y + (size_t)n * L->out_numel,
+                             oy0, nn_min_int(oy0 + g.rows_item, g.oh), ring);
+    }
+}
+
+/* Backward of output rows [oy0, oy1) of one sample, g->group rows at a time: the partial
+ * weight and bias gradients of these rows into dwp[num_weights + oc] (overwritten), and,
+ * when dx is not NULL (the item then covers the whole sample), the input gradient of the
+ * sample (overwritten). */
+static void nn_conv_backward_rows(const nn_conv_geom *g, const float *wt, const float *x,
+                                  const float *dy, float *dx, float *dwp, int oy0, int oy1,
+                                  float *scratch)
+{
+    const size_t rowlen = (size_t)g->s * (size_t)g->pw;
+    const size_t ring_len = nn_round_up(nn_conv_ring_len(g), NN_ALIGN);
+    const size_t owv = (size_t)g->owv, ocp = (size_t)g->ocp, kk = (size_t)(g->k * g->k);
+    const size_t nw = (size_t)g->oc * (size_t)g->ic * kk;
+    const size_t drow_len = ocp * owv;   /* one output row of dout, all channels */
+    float *ring = scratch, *drow = scratch + ring_len;
+    float *dring = drow + nn_round_up((size_t)g->group * drow_len, NN_ALIGN);
+    float *dbp = dwp + nw;
+    int slot_row[FLOWPIC_NN_MAX_KERNEL * 8];
+    unsigned char slot_zero[FLOWPIC_NN_MAX_KERNEL * 8];
+    int oy, ky, kx, ic, oc, oc0, ox0, o, v, i, t;
+    for (i = 0; i < g->slots; i++) slot_row[i] = -1;
+    memset(dwp, 0, (nw + (size_t)g->oc) * sizeof(float));
+    /* tail columns and padding channels stay 0 */
+    memset(drow, 0, (size_t)g->group * drow_len * sizeof(float));
+    if (dx) memset(dx, 0, (size_t)g->ic * (size_t)g->h * (size_t)g->w * sizeof(float));
+    for (oy = oy0; oy < oy1; oy += g->group) {
+        const int nrows = nn_min_int(g->group, oy1 - oy);
+        nn_ring_ensure(g, ring, dring, slot_row, slot_zero, x, dx, oy * g->s, (oy + nrows - 1) * g->s + g->k - 1);
+        for (t = 0; t < nrows; t++)
+            for (oc = 0; oc < g->oc; oc++) {
+                const float *src = dy + ((size_t)oc * (size_t)g->oh + (size_t)(oy + t)) * (size_t)g->ow;
+                float *dst = drow + (size_t)t * drow_len + (size_t)oc * owv, sum = 0.0f;
+                for (ox0 = 0; ox0 < g->ow; ox0++) {
+                    dst[ox0] = src[ox0];
+                    sum += src[ox0];
+                }
+                dbp[oc] += sum;
+            }
+        /* weight gradient: NN_OCT dot products over the group's rows at a time, NN_V partial
+         * sums each, summed in a fixed order at the end */
+        for (ic = 0; ic < g->ic; ic++)
+            for (ky = 0; ky < g->k; ky++) {
+                int live = 0;   /* any non-zero input row for this ky in the group? */
+                for (t = 0; t < nrows; t++) live |= !slot_zero[((oy + t) * g->s + ky) % g->slots];
+                if (!live) continue;
+                for (kx = 0; kx < g->k; kx++)
+                    for (oc0 = 0; oc0 < g->oc; oc0 += NN_OCT) {
+                        const int noc = nn_min_int(NN_OCT, g->oc - oc0);
+                        float a0[NN_V], a1[NN_V], a2[NN_V], a3[NN_V], a4[NN_V];
+                        float *dwo = dwp + (size_t)oc0 * (size_t)g->ic * kk + (size_t)ic * kk + (size_t)(ky * g->k + kx);
+                        for (v = 0; v < NN_V; v++) { a0[v] = 0.0f; a1[v] = 0.0f; a2[v] = 0.0f; a3[v] = 0.0f; a4[v] = 0.0f; }
+                        for (t = 0; t < nrows; t++) {
+                            const int r = (oy + t) * g->s + ky;
+                            const float *src = ring + ((size_t)ic * (size_t)g->slots + (size_t)(r % g->slots)) * rowlen
+                                               + g->koff[kx];
+                            const float *d0 = drow + (size_t)t * drow_len + (size_t)oc0 * owv, *d1 = d0 + owv;
+                            const float *d2 = d1 + owv, *d3 = d2 + owv, *d4 = d3 + owv;
+                            if (slot_zero[r % g->slots]) continue;
+                            for (ox0 = 0; ox0 < g->owv; ox0 += NN_V) {
+                                const float *restrict sp = src + ox0;
+                                NN_LANES
+                                for (v = 0; v < NN_V; v++) {
+                                    const float sv = sp[v];
+                                    a0[v] += d0[ox0 + v] * sv; a1[v] += d1[ox0 + v] * sv; a2[v] += d2[ox0 + v] * sv;
+                                    a3[v] += d3[ox0 + v] * sv; a4[v] += d4[ox0 + v] * sv;
+                                }
+                            }
+                        }
+                        for (o = 0; o < noc; o++)
+                            dwo[(size_t)o * (size_t)g->ic * kk] += nn_lane_sum(nn_pick5(a0, a1, a2, a3, a4, o));
+                    }
+            }
+        if (!dx) continue;
+        /* input gradient, scattered into the phase-split gradient ring */
+        for (t = 0; t < nrows; t++)
+            for (ic = 0; ic < g->ic; ic++)
+                for (ky = 0; ky < g->k; ky++) {
+                    const int r = (oy + t) * g->s + ky;
+                    float *drw = dring + ((size_t)ic * (size_t)g->slots + (size_t)(r % g->slots)) * rowlen;
+                    const float *dr0 = drow + (size_t)t * drow_len;
+                    for (kx = 0; kx < g->k; kx++) {
+                        float *dst = drw + g->koff[kx];
+                        const float *wcol = wt + (size_t)((ic * g->k + ky) * g->k + kx) * ocp;
+                        for (ox0 = 0; ox0 < g->owv; ox0 += NN_V) {
+                            float a[NN_V];
+                            for (v = 0; v < NN_V; v++) a[v] = 0.0f;
+                            for (oc = 0; oc < g->oc; oc++) {
+                                const float wo = wcol[oc];
+                                const float *restrict dr = dr0 + (size_t)oc * owv + (size_t)ox0;
+                                NN_LANES
+                                for (v = 0; v < NN_V; v++) a[v] += wo * dr[v];
+                            }
+                            NN_LANES
+                            for (v = 0; v < NN_V; v++) dst[ox0 + v] += a[v];
+                        }
+                    }
+                }
+    }
+    if (dx)
+        for (i = 0; i < g->slots; i++)
+            if (slot_row[i] >= 0) nn_ring_flush(g, dring, slot_row[i], dx);
+}
+
+static void nn_conv_backward_blocked(const flowpic_layer *L, flowpic_workspace *ws, const float *w,
+                                     float *dw, float *db, const float *x, const float *dy,
+                                     float *dx, int batch)
+{
+    nn_conv_geom g;
+    const int nt = nn_threads(ws);
+    const size_t per_item = L->num_weights + L->num_biases;
+    int chunk, n0;
+    /* with an input gradient an item is a whole sample (its rows share input rows) */
+    nn_conv_geom_init(&g, L, dx ? NN_CONV_BACKWARD_DX : NN_CONV_BACKWARD);
+    nn_conv_transpose_weights(&g, w, ws->wt);
+    chunk = nn_conv_chunk(&g, per_item, batch);
+    (void)nt;
+    for (n0 = 0; n0 < batch; n0 += chunk) {
+        const int items = nn_min_int(chunk, batch - n0) * g.items;
+        NN_OMP(parallel for num_threads(nt) schedule(dynamic, 1))
+        for (int it = 0; it < items; it++) {
+            const int n = n0 + it / g.items, oy0 = (it % g.items) * g.rows_item;
+            float *scratch = ws->scratch + (size_t)nn_thread_id() * ws->scratch_len;
+            nn_conv_backward_rows(&g, ws->wt, x + (size_t)n * L->in_numel, dy + (size_t)n * L->out_numel,
+                                  dx ? dx + (size_t)n * L->in_numel : NULL, ws->partials + (size_t)it * per_item,
+                                  oy0, nn_min_int(oy0 + g.rows_item, g.oh), scratch);
+        }
+        /* partials summed in item order (sample, then row block): independent of the threads */
+        NN_OMP(parallel for num_threads(nt) schedule(static))
+        for (long long i = 0; i < (long long)per_item; i++) {
+            float s = 0.0f;
+            for (int it = 0; it < items; it++) s += ws->partials[(size_t)it * per_item + (size_t)i];
+            if ((size_t)i < L->num_weights) dw[i] += s;
+            else db[(size_t)i - L->num_weights] += s;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- pool, relu, dropout */
+
+static void nn_maxpool_forward(const flowpic_layer *L, const float *x, float *y, int batch, int nt)
+{
+    const int H = L->in_h, W = L->in_w, OH = L->out_h, OW = L->out_w, K = L->kernel, S = L->stride;
+    const int planes = batch * L->in_c;
+    const long long work = (long long)planes * H * W;
+    (void)nt;
+    (void)work;
+    NN_OMP(parallel for num_threads(nt) schedule(static) if(work >= NN_PAR_MIN))
+    for (int pl = 0; pl < planes; pl++) {
+        const float *xp = x + (size_t)pl * (size_t)H * (size_t)W;
+        float *yp = y + (size_t)pl * (size_t)OH * (size_t)OW;
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                const float *win = xp + (size_t)(oy * S) * (size_t)W + (size_t)(ox * S);
+                float m = win[0];
+                for (int ky = 0; ky < K; ky++)
+                    for (int kx = 0; kx < K; kx++)
+                        if (win[ky * W + kx] > m) m = win[ky * W + kx];
+                yp[oy * OW + ox] = m;
+            }
+    }
+}
+
+/* The gradient of each window goes to its FIRST maximal element in row-major order (the
+ * running max is replaced only by a strictly greater value), as PyTorch does. */
+static void nn_maxpool_backward(const flowpic_layer *L, const float *x, const float *dy, float *dx,
+                                int batch, int nt)
+{
+    const int H = L->in_h, W = L->in_w, OH = L->out_h, OW = L->out_w, K = L->kernel, S = L->stride;
+    const int planes = batch * L->in_c;
+    const long long work = (long long)planes * H * W;
+    (void)nt;
+    (void)work;
+    NN_OMP(parallel for num_threads(nt) schedule(static) if(work >= NN_PAR_MIN))
+    for (int pl = 0; pl < planes; pl++) {
+        const float *xp = x + (size_t)pl * (size_t)H * (size_t)W;
+        const float *dyp = dy + (size_t)pl * (size_t)OH * (size_t)OW;
+        float *dxp = dx + (size_t)pl * (size_t)H * (size_t)W;
+        memset(dxp, 0, (size_t)H * (size_t)W * sizeof(float));
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                int best = (oy * S) * W + ox * S;
+                float m = xp[best];
+                for (int ky = 0; ky < K; ky++)
+                    for (int kx = 0; kx < K; kx++) {
+                        int idx = (oy * S + ky) * W + ox * S + kx;
+                        if (xp[idx] > m) { m = xp[idx]; best = idx; }
+                    }
+                dxp[best] += dyp[oy * OW + ox];
+            }
+    }
+}
+
+static void nn_relu_forward(const float *x, float *y, size_t n, int nt)
+{
+    const long long count = (long long)n;
+    (void)nt;
+    NN_OMP(parallel for num_threads(nt) schedule(static) if(count >= NN_PAR_MIN))
+    for (long long i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+/* ReLU'(0) = 0: the gradient passes where the output (= the pre-activation) is > 0 */
+static void nn_relu_backward(const float *y, const float *dy, float *dx, size_t n, int nt)
+{
+    const long long count = (long long)n;
+    (void)nt;
+    NN_OMP(parallel for num_threads(nt) schedule(static) if(count >= NN_PAR_MIN))
+    for (long long i = 0; i < count; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+static float nn_dropout_scale(float p) { return (float)(1.0 / (1.0 - (double)p)); }
+
+/* y = x * scale where mask, else 0 (also the backward pass, with x = dy) */
+static void nn_dropout_apply(const float *x, const uint8_t *mask, float scale, float *y, size_t n, int nt)
+{
+    const long long count = (long long)n;
+    (void)nt;
+    NN_OMP(parallel for num_threads(nt) schedule(static) if(count >= NN_PAR_MIN))
+    for (long long i = 0; i < count; i++) y[i] = mask[i] ? x[i] * scale : 0.0f;
+}
+
+/* ---------------------------------------------------------------- dense */
+
+/* y[n][o] = W[o] . x[n] + b[o] */
+static void nn_dense_forward(const flowpic_layer *L, const float *w, const float *b, const float *x,
+                             float *y, int batch, int nt)
+{
+    const int in = (int)L->in_numel, out = L->out_c, items = batch * out;
+    const long long work = (long long)items * in;
+    (void)nt;
+    (void)work;
+    NN_OMP(parallel for num_threads(nt) schedule(static) if(work >= NN_PAR_MIN))
+    for (int it = 0; it < items; it++) {
+        const int n = it / out, o = it % out;
+        y[it] = nn_dot(w + (size_t)o * (size_t)in, x + (size_t)n * (size_t)in, in) + b[o];
+    }
+}
+
+/* dW[o] += sum over n (in order) of dy[n][o] x[n]; db[o] += sum dy[n][o]; dx = W^T dy */
+static void nn_dense_backward(const flowpic_layer *L, const float *w, float *dw, float *db,
+                              const float *x, const float *dy, float *dx, int batch, int nt)
+{
+    const int in = (int)L->in_numel, out = L->out_c;
+    const long long work = (long long)batch * out * in;
+    (void)nt;
+    (void)work;
+    NN_OMP(parallel for num_threads(nt) schedule(static) if(work >= NN_PAR_MIN))
+    for (int o = 0; o < out; o++) {
+        float *dwo = dw + (size_t)o * (size_t)in, s = 0.0f;
+        for (int n = 0; n < batch; n++) {
+            const float g = dy[n * out + o];
+            nn_axpy(dwo, g, x + (size_t)n * (size_t)in, in);
+            s += g;
+        }
+        db[o] += s;
+    }
+    if (!dx) return;
+    NN_OMP(parallel for num_threads(nt) schedule(static) if(work >= NN_PAR_MIN))
+    for (int n = 0; n < batch; n++) {
+        float *dxn = dx + (size_t)n * (size_t)in;
+        memset(dxn, 0, (size_t)in * sizeof(float));
+        for (int o = 0; o < out; o++) nn_axpy(dxn, dy[n * out + o], w + (size_t)o * (size_t)in, in);
+    }
+}
+
+/* ---------------------------------------------------------------- softmax cross-entropy */
+
+/* probs = softmax(logits) per row, in double with the max subtracted; returns the summed
+ * -log probs[label] when labels is not NULL, and writes dlogits = (probs - onehot) / batch. */
+static double nn_softmax_ce(const float *logits, float *probs, float *dlogits, const int *labels,
+                            int batch, int m)
+{
+    double total = 0.0;
+    int n, k;
+    for (n = 0; n < batch; n++) {
+        const float *l = logits + (size_t)n * (size_t)m;
+        float *p = probs + (size_t)n * (size_t)m;
+        double mx = (double)l[0], sum = 0.0;
+        for (k = 1; k < m; k++) if ((double)l[k] > mx) mx = (double)l[k];
+        for (k = 0; k < m; k++) sum += exp((double)l[k] - mx);
+        for (k = 0; k < m; k++) p[k] = (float)(exp((double)l[k] - mx) / sum);
+        if (!labels) continue;
+        total += log(sum) - ((double)l[labels[n]] - mx);
+        for (k = 0; k < m; k++) {
+            double pk = exp((double)l[k] - mx) / sum;
+            dlogits[(size_t)n * (size_t)m + (size_t)k] = (float)((pk - (k == labels[n] ? 1.0 : 0.0)) / (double)batch);
+        }
+    }
+    return total;
+}
+
+/* ---------------------------------------------------------------- passes */
+
+static int nn_ws_matches(const flowpic_net *net, const flowpic_workspace *ws)
+{
+    return net && ws && net->params && ws->block && ws->layout_id == net->layout_id
+           && ws->num_layers == net->num_layers && ws->num_classes == net->num_classes;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_net_forward(const flowpic_net *net, flowpic_workspace *ws,
+                                               const float *input, int batch, flowpic_mode mode,
+                                               flowpic_rng *rng)
+{
+    const float *x = input;
+    int l, nt;
+    if (!nn_ws_matches(net, ws) || !input || batch < 1 || batch > ws->max_batch) return FLOWPIC_ERR_ARG;
+    if (mode != FLOWPIC_MODE_EVAL && mode != FLOWPIC_MODE_TRAIN && mode != FLOWPIC_MODE_TRAIN_FIXED_MASKS)
+        return FLOWPIC_ERR_ARG;
+    if (mode != FLOWPIC_MODE_EVAL && !(ws->flags & FLOWPIC_WS_TRAIN)) return FLOWPIC_ERR_ARG;
+    if (mode == FLOWPIC_MODE_TRAIN && !rng) return FLOWPIC_ERR_ARG;
+    ws->batch = 0;   /* invalid until this pass completes */
+    ws->have_loss = 0;
+    nt = nn_threads(ws);
+    for (l = 0; l < net->num_layers; l++) {
+        const flowpic_layer *L = &net->layers[l];
+        float *y = ws->acts + ws->act_offset[l];
+        const size_t n_out = L->out_numel * (size_t)batch;
+        const float *w = net->params + L->weight_offset, *b = net->params + L->bias_offset;
+        switch (L->kind) {
+        case FLOWPIC_LAYER_CONV:
+            if (ws->conv_algo == FLOWPIC_CONV_NAIVE) nn_conv_forward_naive(L, w, b, x, y, batch);
+            else nn_conv_forward_blocked(L, ws, w, b, x, y, batch);
+            break;
+        case FLOWPIC_LAYER_MAXPOOL:
+            nn_maxpool_forward(L, x, y, batch, nt);
+            break;
+        case FLOWPIC_LAYER_RELU:
+            nn_relu_forward(x, y, n_out, nt);
+            break;
+        case FLOWPIC_LAYER_DROPOUT:
+            if (mode == FLOWPIC_MODE_EVAL) {
+                memcpy(y, x, n_out * sizeof(float));
+            } else {
+                uint8_t *mask = ws->masks + ws->mask_offset[l];
+                if (mode == FLOWPIC_MODE_TRAIN) {
+                    const double p = (double)L->dropout_p;
+                    size_t i;
+                    for (i = 0; i < n_out; i++) mask[i] = (uint8_t)(flowpic_rng_uniform(rng) >= p);
+                }
+                nn_dropout_apply(x, mask, nn_dropout_scale(L->dropout_p), y, n_out, nt);
+            }
+            break;
+        case FLOWPIC_LAYER_FLATTEN:
+            break;   /* y aliases x */
+        case FLOWPIC_LAYER_DENSE:
+            nn_dense_forward(L, w, b, x, y, batch, nt);
+            break;
+        }
+        x = y;
+    }
+    ws->batch = batch;
+    ws->mode = mode;
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_net_loss(const flowpic_net *net, flowpic_workspace *ws,
+                                            const int *labels, int batch, float *loss)
+{
+    int n;
+    double total;
+    if (!nn_ws_matches(net, ws) || !labels || batch < 1 || batch != ws->batch) return FLOWPIC_ERR_ARG;
+    for (n = 0; n < batch; n++)
+        if (labels[n] < 0 || labels[n] >= net->num_classes) return FLOWPIC_ERR_ARG;
+    total = nn_softmax_ce(ws->acts + ws->act_offset[net->num_layers - 1], ws->probs, ws->dlogits,
+                          labels, batch, net->num_classes);
+    ws->loss = total / (double)batch;
+    ws->have_loss = 1;
+    if (loss) *loss = (float)ws->loss;
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_net_backward(flowpic_net *net, flowpic_workspace *ws,
+                                                const float *input, int batch)
+{
+    const int keep = (ws && (ws->flags & FLOWPIC_WS_KEEP_GRADS)) != 0;
+    float *dout, *buf_a, *buf_b;
+    int l, first, nt;
+    if (!nn_ws_matches(net, ws) || !input || !(ws->flags & FLOWPIC_WS_TRAIN)) return FLOWPIC_ERR_ARG;
+    if (batch < 1 || batch != ws->batch || !ws->have_loss) return FLOWPIC_ERR_ARG;
+    nt = nn_threads(ws);
+    first = nn_first_param_layer(net);
+    buf_a = ws->grad_acts;
+    buf_b = ws->grad_acts + ws->grad_buf_len;
+    dout = ws->dlogits;
+    for (l = net->num_layers - 1; l >= first; l--) {
+        const flowpic_layer *L = &net->layers[l];
+        const float *x = l > 0 ? ws->acts + ws->act_offset[l - 1] : input;
+        const float *y = ws->acts + ws->act_offset[l];
+        const size_t n_in = L->in_numel * (size_t)batch;
+        float *din = NULL;
+        float *dw = net->grads + L->weight_offset, *db = net->grads + L->bias_offset;
+        const float *w = net->params + L->weight_offset;
+        if (l > first) {
+            if (L->kind == FLOWPIC_LAYER_FLATTEN) din = dout;
+            else if (keep) din = ws->grad_acts + ws->act_offset[l - 1];
+            else din = dout == buf_a ? buf_b : buf_a;
+        }
+        switch (L->kind) {
+        case FLOWPIC_LAYER_CONV:
+            if (ws->conv_algo == FLOWPIC_CONV_NAIVE) nn_conv_backward_naive(L, w, dw, db, x, dout, din, batch);
+            else nn_conv_backward_blocked(L, ws, w, dw, db, x, dout, din, batch);
+            break;
+        case FLOWPIC_LAYER_MAXPOOL:
+            nn_maxpool_backward(L, x, dout, din, batch, nt);
+            break;
+        case FLOWPIC_LAYER_RELU:
+            nn_relu_backward(y, dout, din, n_in, nt);
+            break;
+        case FLOWPIC_LAYER_DROPOUT:
+            if (ws->mode == FLOWPIC_MODE_EVAL)
+                memcpy(din, dout, n_in * sizeof(float));
+            else
+                nn_dropout_apply(dout, ws->masks + ws->mask_offset[l], nn_dropout_scale(L->dropout_p), din, n_in, nt);
+            break;
+        case FLOWPIC_LAYER_FLATTEN:
+            break;
+        case FLOWPIC_LAYER_DENSE:
+            nn_dense_backward(L, w, dw, db, x, dout, din, batch, nt);
+            break;
+        }
+        dout = din;
+    }
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_net_predict(const flowpic_net *net, flowpic_workspace *ws,
+                                               const float *input, int batch, float *probs_out)
+{
+    flowpic_result r = flowpic_net_forward(net, ws, input, batch, FLOWPIC_MODE_EVAL, NULL);
+    if (r != FLOWPIC_OK) return r;
+    nn_softmax_ce(ws->acts + ws->act_offset[net->num_layers - 1], ws->probs, NULL, NULL, batch,
+                  net->num_classes);
+    if (probs_out)
+        memcpy(probs_out, ws->probs, (size_t)batch * (size_t)net->num_classes * sizeof(float));
+    return FLOWPIC_OK;
+}
+
+/* ---------------------------------------------------------------- adam */
+
+FLOWPIC_DEF flowpic_result flowpic_adam_step(flowpic_net *net, double lr, double beta1, double beta2,
+                                             double eps)
+{
+    float step_size, bc2_sqrt, b1, b2, one_b1, one_b2, e;
+    double t;
+    long long i, np;
+    if (!net || !net->params) return FLOWPIC_ERR_ARG;
+    if (!(lr >= 0.0 && lr < 1e30) || !(beta1 >= 0.0 && beta1 < 1.0) || !(beta2 >= 0.0 && beta2 < 1.0)
+        || !(eps >= 0.0 && eps < 1e30))
+        return FLOWPIC_ERR_ARG;
+    net->adam_t++;
+    t = (double)net->adam_t;
+    /* the scalars as PyTorch forms them (in double, then used as float32 scalars) */
+    step_size = (float)(lr / (1.0 - pow(beta1, t)));
+    bc2_sqrt = (float)sqrt(1.0 - pow(beta2, t));
+    b1 = (float)beta1; b2 = (float)beta2;
+    one_b1 = (float)(1.0 - beta1); one_b2 = (float)(1.0 - beta2);
+    e = (float)eps;
+    np = (long long)net->num_params;
+    for (i = 0; i < np; i++) {
+        const float g = net->grads[i];
+        const float m = b1 * net->adam_m[i] + one_b1 * g;
+        const float v = b2 * net->adam_v[i] + one_b2 * g * g;
+        net->adam_m[i] = m;
+        net->adam_v[i] = v;
+        net->params[i] -= step_size * m / (sqrtf(v) / bc2_sqrt + e);
+    }
+    return FLOWPIC_OK;
+}
+
+/* ==========================================================================================
+ * >>model  model files (format: MODEL_FORMAT.md)
+ * ========================================================================================== */
+
+static const unsigned char nn_model_magic[8] = {0x46, 0x50, 0x4D, 0x4F, 0x44, 0x45, 0x4C, 0x1A}; /* "FPMODEL" 1A */
+#define NN_MODEL_HEADER 48   /* bytes before the layer records */
+#define NN_MODEL_LAYER  20   /* bytes per layer record */
+
+static uint32_t nn_crc32(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    int k;
+    while (n--) {
+        c ^= *p++;
+        for (k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+static void nn_put_u16(unsigned char *p, uint32_t v) { p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); }
+static void nn_put_u32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24);
+}
+static void nn_put_u64(unsigned char *p, uint64_t v) { nn_put_u32(p, (uint32_t)v); nn_put_u32(p + 4, (uint32_t)(v >> 32)); }
+static void nn_put_f32(unsigned char *p, float f) { uint32_t u; memcpy(&u, &f, 4); nn_put_u32(p, u); }
+static uint32_t nn_get_u16(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
+static uint32_t nn_get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t nn_get_u64(const unsigned char *p) { return (uint64_t)nn_get_u32(p) | (uint64_t)nn_get_u32(p + 4) << 32; }
+static float nn_get_f32(const unsigned char *p) { uint32_t u = nn_get_u32(p); float f; memcpy(&f, &u, 4); return f; }
+
+/* The description a built layer came from (the last dense layer's size made explicit). */
+static flowpic_layer_desc nn_layer_to_desc(const flowpic_layer *L)
+{
+    const int sized = L->kind == FLOWPIC_LAYER_CONV || L->kind == FLOWPIC_LAYER_DENSE;
+    return nn_desc(L->kind, sized ? L->out_c : 0, L->kernel, L->stride, L->pad_before, L->pad_after, L->dropout_p);
+}
+
+/* bytes from the start up to the end of the config blob, before padding */
+static int nn_model_meta_len(const flowpic_net *net, const char *const *names, size_t config_len, size_t *out)
+{
+    size_t n = NN_MODEL_HEADER + (size_t)net->num_layers * NN_MODEL_LAYER + 8 + 4, i;
+    for (i = 0; i < (size_t)net->num_classes; i++) {
+        size_t l;
+        if (!names[i]) return 0;
+        l = strlen(names[i]);
+        if (l < 1 || l > FLOWPIC_MODEL_MAX_NAME) return 0;
+        n += 2 + l;
+    }
+    if (config_len > FLOWPIC_MODEL_MAX_CONFIG) return 0;
+    *out = n + config_len;
+    return 1;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_model_save_mem(const flowpic_net *net, const char *const *class_names,
+                                                  const void *config, size_t config_len, unsigned flags,
+                                                  unsigned char *buf, size_t cap, size_t *len)
+{
+    const int adam = (flags & FLOWPIC_MODEL_WITH_ADAM) != 0;
+    size_t meta, total, pos, i;
+    int l;
+    if (!net || !net->params || !class_names || !len || (config_len && !config)
+        || (flags & ~FLOWPIC_MODEL_WITH_ADAM) != 0)
+        return FLOWPIC_ERR_ARG;
+    if (!nn_model_meta_len(net, class_names, config_len, &meta)) return FLOWPIC_ERR_ARG;
+    /* num_params <= FLOWPIC_NN_MAX_PARAMS (2^26): 12 bytes each cannot overflow */
+    total = nn_round_up(meta, 4) + 4 * net->num_params + (adam ? 8 + 8 * net->num_params : 0) + 4;
+    *len = total;
+    if (total > (size_t)FLOWPIC_MAX_MODEL_BYTES) return FLOWPIC_ERR_LIMIT;
+    if (!buf) return FLOWPIC_OK;
+    if (cap < total) return FLOWPIC_ERR_LIMIT;
+    memcpy(buf, nn_model_magic, 8);
+    nn_put_u32(buf + 8, FLOWPIC_MODEL_VERSION);
+    nn_put_u32(buf + 12, adam ? FLOWPIC_MODEL_WITH_ADAM : 0u);
+    nn_put_u64(buf + 16, (uint64_t)total);
+    nn_put_u32(buf + 24, (uint32_t)net->arch);
+    nn_put_u32(buf + 28, (uint32_t)net->in_c);
+    nn_put_u32(buf + 32, (uint32_t)net->in_h);
+    nn_put_u32(buf + 36, (uint32_t)net->in_w);
+    nn_put_u32(buf + 40, (uint32_t)net->num_classes);
+    nn_put_u32(buf + 44, (uint32_t)net->num_layers);
+    pos = NN_MODEL_HEADER;
+    for (l = 0; l < net->num_layers; l++, pos += NN_MODEL_LAYER) {
+        const flowpic_layer_desc d = nn_layer_to_desc(&net->layers[l]);
+        buf[pos] = (unsigned char)d.kind;
+        buf[pos + 1] = 0;
+        nn_put_u16(buf + pos + 2, (uint32_t)d.kernel);
+        nn_put_u16(buf + pos + 4, (uint32_t)d.stride);
+        nn_put_u16(buf + pos + 6, (uint32_t)d.pad_before);
+        nn_put_u16(buf + pos + 8, (uint32_t)d.pad_after);
+        nn_put_u16(buf + pos + 10, 0);
+        nn_put_u32(buf + pos + 12, (uint32_t)d.size);
+        nn_put_f32(buf + pos + 16, d.dropout_p);
+    }
+    nn_put_u64(buf + pos, (uint64_t)net->num_params);
+    pos += 8;
+    for (l = 0; l < net->num_classes; l++) {
+        size_t n = strlen(class_names[l]);
+        nn_put_u16(buf + pos, (uint32_t)n);
+        memcpy(buf + pos + 2, class_names[l], n);
+        pos += 2 + n;
+    }
+    nn_put_u32(buf + pos, (uint32_t)config_len);
+    if (config_len) memcpy(buf + pos + 4, config, config_len);
+    pos += 4 + config_len;
+    while (pos % 4) buf[pos++] = 0;
+    for (i = 0; i < net->num_params; i++, pos += 4) nn_put_f32(buf + pos, net->params[i]);
+    if (adam) {
+        nn_put_u64(buf + pos, net->adam_t);
+        pos += 8;
+        for (i = 0; i < net->num_params; i++, pos += 4) nn_put_f32(buf + pos, net->adam_m[i]);
+        for (i = 0; i < net->num_params; i++, pos += 4) nn_put_f32(buf + pos, net->adam_v[i]);
+    }
+    nn_put_u32(buf + pos, nn_crc32(buf, pos));
+    FLOWPIC_ASSERT(pos + 4 == total);
+    return FLOWPIC_OK;
+}
+
+/* "what" + optional ": got G" + optional ", limit/expected E", without stdio */
+static void nn_append(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(dst);
+    while (*src && n + 1 < cap) dst[n++] = *src++;
+    dst[n] = '\0';
+}
+
+static void nn_append_u64(char *dst, size_t cap, uint64_t v)
+{
+    char digits[24];
+    int nd = 0;
+    do { digits[nd++] = (char)('0' + (int)(v % 10)); v /= 10; } while (v);
+    while (nd > 0) {
+        char one[2];
+        one[0] = digits[--nd];
+        one[1] = '\0';
+        nn_append(dst, cap, one);
+    }
+}
+
+static flowpic_result nn_model_fail(flowpic_error *err, flowpic_result code, uint64_t offset,
+                                    const char *what, const char *value_label, uint64_t value,
+                                    const char *limit_label, uint64_t limit)
+{
+    if (!err) return code;
+    err->code = code;
+    err->offset = offset;
+    err->reason[0] = '\0';
+    nn_append(err->reason, sizeof err->reason, what);
+    if (value_label) {
+        nn_append(err->reason, sizeof err->reason, value_label);
+        nn_append_u64(err->reason, sizeof err->reason, value);
+    }
+    if (limit_label) {
+        nn_append(err->reason, sizeof err->reason, limit_label);
+        nn_append_u64(err->reason, sizeof err->reason, limit);
+    }
+    return code;
+}
+
+#define NN_FAIL(code, off, what) nn_model_fail(err, code, (uint64_t)(off), what, NULL, 0, NULL, 0)
+#define NN_FAIL_V(code, off, what, v) nn_model_fail(err, code, (uint64_t)(off), what, " ", (uint64_t)(v), NULL, 0)
+#define NN_FAIL_VL(code, off, what, v, lbl, lim) \
+    nn_model_fail(err, code, (uint64_t)(off), what, " ", (uint64_t)(v), lbl, (uint64_t)(lim))
+
+/* Checks a u32 header field in [1, max]: 0 is corrupt, above max is a limit. */
+static flowpic_result nn_model_dim(flowpic_error *err, const unsigned char *p, size_t off,
+                                   const char *what, uint32_t max, int *out)
+{
+    uint32_t v = nn_get_u32(p + off);
+    if (v == 0) return nn_model_fail(err, FLOWPIC_ERR_FORMAT, (uint64_t)off, what, " is ", 0, NULL, 0);
+    if (v > max) return NN_FAIL_VL(FLOWPIC_ERR_LIMIT, off, what, v, " > limit ", max);
+    *out = (int)v;
+    return FLOWPIC_OK;
+}
+
+/* Everything up to the parameters: header, layer table (built into *net, no allocation),
+ * names and config located (offsets into p). */
+static flowpic_result nn_model_parse_meta(const unsigned char *p, size_t len, flowpic_net *net,
+                                          size_t *names_off, size_t *config_off, size_t *config_len,
+                                          size_t *params_off, int *adam, flowpic_error *err)
+{
+    flowpic_layer_desc desc[FLOWPIC_NN_MAX_LAYERS];
+    uint32_t arch, flags, version, v;
+    int in_c = 0, in_h = 0, in_w = 0, m = 0, nl = 0, l, bad = -1;
+    size_t pos, need;
+    uint64_t stored_len, np;
+    flowpic_result r;
+    if (len < 8 || memcmp(p, nn_model_magic, 8) != 0)
+        return NN_FAIL(FLOWPIC_ERR_FORMAT, 0, "not a flowpic model (bad magic)");
+    if (len < NN_MODEL_HEADER + 4) return NN_FAIL_V(FLOWPIC_ERR_FORMAT, len, "truncated header: bytes", len);
+    version = nn_get_u32(p + 8);
+    if (version != FLOWPIC_MODEL_VERSION) return NN_FAIL_V(FLOWPIC_ERR_FORMAT, 8, "unsupported version", version);
+    flags = nn_get_u32(p + 12);
+    if (flags & ~FLOWPIC_MODEL_WITH_ADAM) return NN_FAIL_V(FLOWPIC_ERR_FORMAT, 12, "unknown flags", flags);
+    *adam = (flags & FLOWPIC_MODEL_WITH_ADAM) != 0;
+    stored_len = nn_get_u64(p + 16);
+    if (stored_len != (uint64_t)len)
+        return NN_FAIL_VL(FLOWPIC_ERR_FORMAT, 16, "length field", stored_len, " != model bytes ", len);
+    if (nn_get_u32(p + len - 4) != nn_crc32(p, len - 4))
+        return NN_FAIL_VL(FLOWPIC_ERR_FORMAT, len - 4, "CRC-32 mismatch: stored", nn_get_u32(p + len - 4),
+                          ", computed ", nn_crc32(p, len - 4));
+    arch = nn_get_u32(p + 24);
+    if (arch > (uint32_t)FLOWPIC_ARCH_MINI) return NN_FAIL_V(FLOWPIC_ERR_FORMAT, 24, "unknown arch", arch);
+    if ((r = nn_model_dim(err, p, 28, "input channels", FLOWPIC_NN_MAX_CHANNELS, &in_c)) != FLOWPIC_OK) return r;
+    if ((r = nn_model_dim(err, p, 32, "input height", FLOWPIC_NN_MAX_DIM, &in_h)) != FLOWPIC_OK) return r;
+    if ((r = nn_model_dim(err, p, 36, "input width", FLOWPIC_NN_MAX_DIM, &in_w)) != FLOWPIC_OK) return r;
+    if ((r = nn_model_dim(err, p, 40, "class count", FLOWPIC_NN_MAX_CLASSES, &m)) != FLOWPIC_OK) return r;
+    if (m < 2) return NN_FAIL_V(FLOWPIC_ERR_FORMAT, 40, "class count below 2:", m);
+    if ((r = nn_model_dim(err, p, 44, "layer count", FLOWPIC_NN_MAX_LAYERS, &nl)) != FLOWPIC_OK) return r;
+    pos = NN_MODEL_HEADER;
+    if (len - 4 - pos < (size_t)nl * NN_MODEL_LAYER + 8)
+        return NN_FAIL(FLOWPIC_ERR_FORMAT, pos, "truncated layer table");
+    for (l = 0; l < nl; l++, pos += NN_MODEL_LAYER) {
+        const unsigned char *q = p + pos;
+        uint32_t size = nn_get_u32(q + 12);
+        float dp = nn_get_f32(q + 16);
+        if (q[0] < FLOWPIC_LAYER_CONV || q[0] > FLOWPIC_LAYER_DENSE)
+            return NN_FAIL_V(FLOWPIC_ERR_FORMAT, pos, "unknown layer kind", q[0]);
+        if (q[1] != 0 || nn_get_u16(q + 10) != 0) return NN_FAIL(FLOWPIC_ERR_FORMAT, pos, "reserved layer bytes not zero");
+        if (size > (uint32_t)FLOWPIC_NN_MAX_CHANNELS)
+            return NN_FAIL_VL(FLOWPIC_ERR_LIMIT, pos + 12, "layer size", size, " > limit ", FLOWPIC_NN_MAX_CHANNELS);
+        if (!(dp >= 0.0f && dp < 1.0f)) return NN_FAIL(FLOWPIC_ERR_FORMAT, pos + 16, "dropout probability outside [0, 1)");
+        desc[l] = nn_desc((flowpic_layer_kind)q[0], (int)size, (int)nn_get_u16(q + 2), (int)nn_get_u16(q + 4),
+                          (int)nn_get_u16(q + 6), (int)nn_get_u16(q + 8), dp);
+    }
+    r = nn_net_build(net, desc, nl, in_c, in_h, in_w, m, &bad);
+    if (r != FLOWPIC_OK)
+        return NN_FAIL_V(r == FLOWPIC_ERR_LIMIT ? FLOWPIC_ERR_LIMIT : FLOWPIC_ERR_FORMAT,
+                         NN_MODEL_HEADER + (size_t)(bad < 0 ? 0 : bad) * NN_MODEL_LAYER,
+                         "layer table impossible or beyond limits at layer", bad < 0 ? 0 : bad);
+    if (arch != (uint32_t)FLOWPIC_ARCH_CUSTOM) {
+        flowpic_layer_desc pre[FLOWPIC_NN_MAX_LAYERS];
+        int n = flowpic_net_preset((flowpic_arch)arch, in_h, pre), same = n == nl && in_c == 1 && in_w == in_h;
+        for (l = 0; l < n && same; l++) {
+            const flowpic_layer_desc b = nn_layer_to_desc(&net->layers[l]);
+            if (pre[l].size == 0 && l == n - 1) pre[l].size = m;
+            same = pre[l].kind == b.kind && pre[l].size == b.size && pre[l].kernel == b.kernel
+                   && pre[l].stride == b.stride && pre[l].pad_before == b.pad_before
+                   && pre[l].pad_after == b.pad_after && pre[l].dropout_p == b.dropout_p;
+        }
+        if (!same) return NN_FAIL(FLOWPIC_ERR_FORMAT, 24, "layer table does not match the named arch");
+        net->arch = (flowpic_arch)arch;
+    }
+    np = nn_get_u64(p + pos);
+    if (np != (uint64_t)net->num_params)
+        return NN_FAIL_VL(FLOWPIC_ERR_FORMAT, pos, "parameter count", np, " != layer table's ", net->num_params);
+    pos += 8;
+    *names_off = pos;
+    for (l = 0; l < m; l++) {
+        if (len - 4 - pos < 2) return NN_FAIL_V(FLOWPIC_ERR_FORMAT, pos, "truncated class name, index", l);
+        v = nn_get_u16(p + pos);
+        if (v == 0) return NN_FAIL_V(FLOWPIC_ERR_FORMAT, pos, "empty class name, index", l);
+        if (v > FLOWPIC_MODEL_MAX_NAME)
+            return NN_FAIL_VL(FLOWPIC_ERR_LIMIT, pos, "class name length", v, " > limit ", FLOWPIC_MODEL_MAX_NAME);
+        if (len - 4 - pos - 2 < v) return NN_FAIL_V(FLOWPIC_ERR_FORMAT, pos, "truncated class name, index", l);
+        if (memchr(p + pos + 2, 0, v)) return NN_FAIL_V(FLOWPIC_ERR_FORMAT, pos + 2, "NUL byte in class name, index", l);
+        pos += 2 + v;
+    }
+    if (len - 4 - pos < 4) return NN_FAIL(FLOWPIC_ERR_FORMAT, pos, "truncated config length");
+    v = nn_get_u32(p + pos);
+    if (v > FLOWPIC_MODEL_MAX_CONFIG)
+        return NN_FAIL_VL(FLOWPIC_ERR_LIMIT, pos, "config length", v, " > limit ", FLOWPIC_MODEL_MAX_CONFIG);
+    if (len - 4 - pos - 4 < v) return NN_FAIL_V(FLOWPIC_ERR_FORMAT, pos, "truncated config blob of bytes", v);
+    *config_off = pos + 4;
+    *config_len = v;
+    pos += 4 + v;
+    for (; pos % 4; pos++)
+        if (pos >= len - 4 || p[pos] != 0) return NN_FAIL(FLOWPIC_ERR_FORMAT, pos, "padding byte not zero or missing");
+    need = 4 * net->num_params + (*adam ? 8 + 8 * net->num_params : 0);
+    if (len - 4 - pos != need)
+        return NN_FAIL_VL(FLOWPIC_ERR_FORMAT, pos, "parameter section of bytes", len - 4 - pos, ", expected ", need);
+    *params_off = pos;
+    return FLOWPIC_OK;
+}
+
+static int nn_finite(float f) { return f == f && f - f == 0.0f; }
+
+FLOWPIC_DEF flowpic_result flowpic_model_load_mem(flowpic_net *net, flowpic_model_meta *meta,
+                                                  const void *data, size_t len, flowpic_error *err)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    size_t names_off = 0, config_off = 0, config_len = 0, params_off = 0, pos, i, name_bytes, block_len;
+    int adam = 0, l;
+    flowpic_result r;
+    if (err) { err->code = FLOWPIC_OK; err->offset = 0; err->reason[0] = '\0'; }
+    if (meta) memset(meta, 0, sizeof *meta);
+    if (!net) return NN_FAIL(FLOWPIC_ERR_ARG, 0, "no net");
+    memset(net, 0, sizeof *net);
+    if (!data) return NN_FAIL(FLOWPIC_ERR_ARG, 0, "no data");
+    if (len > (size_t)FLOWPIC_MAX_MODEL_BYTES)
+        return NN_FAIL_VL(FLOWPIC_ERR_LIMIT, 0, "model of bytes", len, " > FLOWPIC_MAX_MODEL_BYTES ", FLOWPIC_MAX_MODEL_BYTES);
+    r = nn_model_parse_meta(p, len, net, &names_off, &config_off, &config_len, &params_off, &adam, err);
+    if (r != FLOWPIC_OK) { memset(net, 0, sizeof *net); return r; }
+    /* values before any allocation */
+    for (i = 0, pos = params_off; i < net->num_params; i++, pos += 4)
+        if (!nn_finite(nn_get_f32(p + pos)))
+            { r = NN_FAIL_V(FLOWPIC_ERR_FORMAT, pos, "parameter not finite, index", i); memset(net, 0, sizeof *net); return r; }
+    if (adam) {
+        size_t base = params_off + 4 * net->num_params + 8;
+        for (i = 0, pos = base; i < 2 * net->num_params; i++, pos += 4) {
+            float f = nn_get_f32(p + pos);
+            if (!nn_finite(f) || (i >= net->num_params && f < 0.0f)) {
+                r = NN_FAIL_V(FLOWPIC_ERR_FORMAT, pos, "Adam moment not finite (or negative v), index", i);
+                memset(net, 0, sizeof *net);
+                return r;
+            }
+        }
+    }
+    r = nn_net_alloc(net);
+    if (r != FLOWPIC_OK) return NN_FAIL(r, 0, "cannot allocate the parameters");
+    for (i = 0, pos = params_off; i < net->num_params; i++, pos += 4) net->params[i] = nn_get_f32(p + pos);
+    if (adam) {
+        net->adam_t = nn_get_u64(p + pos);
+        pos += 8;
+        for (i = 0; i < net->num_params; i++, pos += 4) net->adam_m[i] = nn_get_f32(p + pos);
+        for (i = 0; i < net->num_params; i++, pos += 4) net->adam_v[i] = nn_get_f32(p + pos);
+    }
+    if (!meta) return FLOWPIC_OK;
+    /* one block: name pointers, the names with their NULs, the config blob; all bounded by len */
+    name_bytes = config_off - 4 - names_off;          /* 2-byte lengths + name bytes */
+    block_len = ((size_t)net->num_classes + 1) * sizeof(char *) + name_bytes + config_len + 1;
+    {
+        unsigned char *block = (unsigned char *)FLOWPIC_MALLOC(block_len);
+        const char **ptrs = (const char **)(void *)block;
+        char *text = (char *)(block + ((size_t)net->num_classes + 1) * sizeof(char *));
+        if (!block) {
+            flowpic_net_free(net);
+            return NN_FAIL(FLOWPIC_ERR_NOMEM, 0, "cannot allocate the class names");
+        }
+        for (l = 0, pos = names_off; l < net->num_classes; l++) {
+            size_t n = nn_get_u16(p + pos);
+            memcpy(text, p + pos + 2, n);
+            text[n] = '\0';
+            ptrs[l] = text;
+            text += n + 1;
+            pos += 2 + n;
+        }
+        ptrs[net->num_classes] = NULL;
+        if (config_len) memcpy(text, p + config_off, config_len);
+        meta->num_classes = net->num_classes;
+        meta->class_names = ptrs;
+        meta->config = (const unsigned char *)text;
+        meta->config_len = config_len;
+        meta->block = block;
+    }
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF void flowpic_model_meta_free(flowpic_model_meta *meta)
+{
+    if (!meta) return;
+    if (meta->block) FLOWPIC_FREE(meta->block);
+    memset(meta, 0, sizeof *meta);
+}
+
+#undef NN_FAIL
+#undef NN_FAIL_V
+#undef NN_FAIL_VL
 
 #ifdef __cplusplus
 }
