@@ -19,7 +19,7 @@ FUZZ_TARGETS = pcap dataset
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
 BUILD   = build
 
-.PHONY: all test test-unit test-nn test-vectors test-fuzz-replay test-oracle test-sanitize demo bench fuzz clean
+.PHONY: all test test-unit test-train test-nn test-vectors test-fuzz-replay test-oracle test-sanitize demo bench fuzz clean
 
 all: flowpic
 
@@ -43,7 +43,11 @@ test-sanitize: $(TEST_SRC) $(HEADERS)
 	    $(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/fuzz_replay_san_$$t tests/fuzz/fuzz_$$t.c tests/fuzz/replay.c $(LDLIBS) && \
 	    $(BUILD)/fuzz_replay_san_$$t tests/fuzz/corpus/$$t || exit 1; done
 
-test: test-unit test-nn test-fuzz-replay test-oracle
+test: test-unit test-nn test-fuzz-replay test-oracle test-train
+
+# Train on ../shared/data, classify held-out files; thread determinism of training.
+test-train: flowpic
+	sh tests/train_test.sh
 
 # The network: PyTorch's reference tensors (../shared/vectors or $$FLOWPIC_VECTORS_DIR), gradient
 # checks, naive vs blocked convolution, thread determinism, training, model files.

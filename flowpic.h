@@ -37,6 +37,7 @@
  *   >>rng         the one seeded generator
  *   >>network     the CNN: layer table, parameters, workspace, forward / backward, Adam
  *   >>model       model files: network, class names and preprocessing configuration
+ *   >>train       models with their preprocessing, training epochs, prediction
  *   >>impl        implementation, in the same order
  *
  * Configuration (define before including)
@@ -757,6 +758,64 @@ FLOWPIC_DEF flowpic_result flowpic_model_save_mem(const flowpic_net *net, const 
 FLOWPIC_DEF flowpic_result flowpic_model_load_mem(flowpic_net *net, flowpic_model_meta *meta,
                                                   const void *data, size_t len, flowpic_error *err);
 FLOWPIC_DEF void flowpic_model_meta_free(flowpic_model_meta *meta);
+
+/* >>train -------------------------------------------------------------------------------------
+ * A model is a network plus everything needed to build its input the same way again: the block
+ * settings, the resolution and the value transform ("prep"), and the class names. Loading a
+ * model checks all of it, and a data set cut differently is refused, so a model can never be
+ * applied to pictures built differently. File format: docs/MODEL.md. */
+
+typedef struct flowpic_prep {
+    flowpic_block_config blocks; /* how flows were cut into blocks */
+    uint32_t res;                /* picture resolution = the network's input */
+    flowpic_transform transform; /* pixel value transform */
+} flowpic_prep;
+
+typedef struct flowpic_model {
+    flowpic_net net;
+    flowpic_prep prep;
+    char **classes;
+    uint32_t n_classes;
+} flowpic_model;
+
+/* Summary of one training epoch or one evaluation pass. */
+typedef struct flowpic_epoch_stats {
+    double loss;      /* mean cross-entropy */
+    size_t samples;
+    size_t correct;
+} flowpic_epoch_stats;
+
+/* Called after every batch of an epoch: samples done so far, of total, and the running stats. */
+typedef void (*flowpic_train_progress_fn)(void *user, size_t done, size_t total, const flowpic_epoch_stats *running);
+
+/* A new model: arch at prep->res for n_classes classes, Glorot-initialised from rng. */
+FLOWPIC_DEF flowpic_result flowpic_model_init(flowpic_model *m, flowpic_arch arch, const flowpic_prep *prep,
+                                              const char *const *classes, uint32_t n_classes, flowpic_rng *rng);
+FLOWPIC_DEF void flowpic_model_free(flowpic_model *m);
+/* Serialise (malloc'd, free with FLOWPIC_FREE) / parse and validate. */
+FLOWPIC_DEF flowpic_result flowpic_model_to_memory(const flowpic_model *m, uint8_t **data, size_t *size);
+FLOWPIC_DEF flowpic_result flowpic_model_from_memory(flowpic_model *m, const uint8_t *data, size_t size,
+                                                     flowpic_error *err);
+/* 1 when a data set's blocks were cut the way the model expects. */
+FLOWPIC_DEF int flowpic_prep_accepts(const flowpic_prep *prep, const flowpic_block_config *blocks);
+/* The model's input for block i of ds: res x res floats with its transform. pic is scratch. */
+FLOWPIC_DEF flowpic_result flowpic_model_input(const flowpic_model *m, const flowpic_dataset *ds, size_t i,
+                                               flowpic_picture *pic, float *out);
+/* One epoch over blocks[0 .. n) (in that order) in batches of `batch`: forward (train mode, dropout
+ * from rng), loss, backward, Adam (lr). labels[i] is the model class of blocks[i]. ws needs
+ * FLOWPIC_WS_TRAIN and max_batch >= batch. */
+FLOWPIC_DEF flowpic_result flowpic_train_epoch(flowpic_model *m, flowpic_workspace *ws, const flowpic_dataset *ds,
+                                               const size_t *blocks, const int *labels, size_t n, int batch,
+                                               double lr, flowpic_rng *rng, flowpic_train_progress_fn progress,
+                                               void *user, flowpic_epoch_stats *stats);
+/* Class probabilities of blocks[0 .. n) in eval mode: probs[n][n_classes]. */
+FLOWPIC_DEF flowpic_result flowpic_predict_blocks(const flowpic_model *m, flowpic_workspace *ws,
+                                                  const flowpic_dataset *ds, const size_t *blocks, size_t n,
+                                                  float *probs);
+#ifndef FLOWPIC_NO_STDIO
+FLOWPIC_DEF flowpic_result flowpic_model_save(const flowpic_model *m, const char *path, flowpic_error *err);
+FLOWPIC_DEF flowpic_result flowpic_model_load(flowpic_model *m, const char *path, flowpic_error *err);
+#endif
 
 #ifdef __cplusplus
 }
@@ -4305,6 +4364,274 @@ FLOWPIC_DEF void flowpic_model_meta_free(flowpic_model_meta *meta)
 #undef NN_FAIL
 #undef NN_FAIL_V
 #undef NN_FAIL_VL
+
+/* ---- train -------------------------------------------------------------------------------------- */
+
+#define FLOWPIC__PREP_BYTES 56u
+#define FLOWPIC__PREP_VERSION 1u
+
+FLOWPIC_DEF void flowpic_model_free(flowpic_model *m)
+{
+    uint32_t i;
+    flowpic_net_free(&m->net);
+    for (i = 0; i < m->n_classes && m->classes; i++) FLOWPIC_FREE(m->classes[i]);
+    FLOWPIC_FREE(m->classes);
+    memset(m, 0, sizeof *m);
+}
+
+static flowpic_result flowpic__copy_classes(flowpic_model *m, const char *const *classes, uint32_t n)
+{
+    uint32_t i;
+    m->classes = (char **)FLOWPIC_MALLOC((size_t)(n ? n : 1) * sizeof *m->classes);
+    if (!m->classes) return FLOWPIC_ERR_NOMEM;
+    for (i = 0; i < n; i++) {
+        size_t len = strlen(classes[i]);
+        m->classes[i] = (char *)FLOWPIC_MALLOC(len + 1);
+        if (!m->classes[i]) return FLOWPIC_ERR_NOMEM;
+        memcpy(m->classes[i], classes[i], len + 1);
+        m->n_classes = i + 1;
+    }
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_model_init(flowpic_model *m, flowpic_arch arch, const flowpic_prep *prep,
+                                              const char *const *classes, uint32_t n_classes, flowpic_rng *rng)
+{
+    flowpic_result res;
+    memset(m, 0, sizeof *m);
+    if (flowpic_block_config_check(&prep->blocks) != FLOWPIC_OK || (unsigned)prep->transform >= FLOWPIC_VALUE_COUNT)
+        return FLOWPIC_ERR_ARG;
+    m->prep = *prep;
+    res = flowpic_net_init(&m->net, arch, (int)prep->res, (int)n_classes);
+    if (res == FLOWPIC_OK) res = flowpic__copy_classes(m, classes, n_classes);
+    if (res != FLOWPIC_OK) {
+        flowpic_model_free(m);
+        return res;
+    }
+    flowpic_net_init_glorot(&m->net, rng);
+    return FLOWPIC_OK;
+}
+
+static void flowpic__prep_encode(const flowpic_prep *p, uint8_t *w)
+{
+    const flowpic_block_config *b = &p->blocks;
+    w = flowpic__w_le(w, FLOWPIC__PREP_VERSION, 4);
+    w = flowpic__w_le(w, p->res, 4);
+    w = flowpic__w_le(w, (uint64_t)p->transform, 4);
+    w = flowpic__w_le(w, (uint64_t)b->preset, 4);
+    w = flowpic__w_le(w, (uint64_t)b->size_policy, 4);
+    w = flowpic__w_le(w, (uint64_t)(b->bidirectional != 0), 4);
+    w = flowpic__w_le(w, b->min_packets, 4);
+    w = flowpic__w_le(w, b->max_size, 4);
+    w = flowpic__w_le(w, b->block_ns, 8);
+    w = flowpic__w_le(w, b->step_ns, 8);
+    flowpic__w_le(w, b->idle_timeout_ns, 8);
+}
+
+static uint64_t flowpic__r_le(const uint8_t **r, int bytes)
+{
+    uint64_t v = 0;
+    int i;
+    for (i = 0; i < bytes; i++) v |= (uint64_t)(*r)[i] << (8 * i);
+    *r += bytes;
+    return v;
+}
+
+/* 1 when the blob is a valid preprocessing configuration for a net of input res. */
+static int flowpic__prep_decode(flowpic_prep *p, const uint8_t *r, size_t len, int net_res)
+{
+    flowpic_block_config *b = &p->blocks;
+    uint64_t version, transform, preset, policy, bidir;
+    if (len != FLOWPIC__PREP_BYTES) return 0;
+    memset(p, 0, sizeof *p);
+    version = flowpic__r_le(&r, 4);
+    p->res = (uint32_t)flowpic__r_le(&r, 4);
+    transform = flowpic__r_le(&r, 4);
+    preset = flowpic__r_le(&r, 4);
+    policy = flowpic__r_le(&r, 4);
+    bidir = flowpic__r_le(&r, 4);
+    b->min_packets = (uint32_t)flowpic__r_le(&r, 4);
+    b->max_size = (uint32_t)flowpic__r_le(&r, 4);
+    b->block_ns = flowpic__r_le(&r, 8);
+    b->step_ns = flowpic__r_le(&r, 8);
+    b->idle_timeout_ns = flowpic__r_le(&r, 8);
+    b->max_flows = FLOWPIC_DEFAULT_MAX_FLOWS;
+    if (version != FLOWPIC__PREP_VERSION || transform >= FLOWPIC_VALUE_COUNT || preset >= FLOWPIC_PRESET_COUNT ||
+        policy > FLOWPIC_SIZE_CLIP || bidir > 1 || (int)p->res != net_res)
+        return 0;
+    p->transform = (flowpic_transform)transform;
+    b->preset = (flowpic_preset)preset;
+    b->size_policy = (flowpic_size_policy)policy;
+    b->bidirectional = (int)bidir;
+    return flowpic_block_config_check(b) == FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_model_to_memory(const flowpic_model *m, uint8_t **data, size_t *size)
+{
+    uint8_t prep[FLOWPIC__PREP_BYTES], *buf;
+    size_t len = 0;
+    flowpic_result res;
+    flowpic__prep_encode(&m->prep, prep);
+    res = flowpic_model_save_mem(&m->net, (const char *const *)m->classes, prep, sizeof prep, 0, 0, 0, &len);
+    if (res != FLOWPIC_OK && res != FLOWPIC_ERR_LIMIT) return res;
+    buf = (uint8_t *)FLOWPIC_MALLOC(len ? len : 1);
+    if (!buf) return FLOWPIC_ERR_NOMEM;
+    res = flowpic_model_save_mem(&m->net, (const char *const *)m->classes, prep, sizeof prep, 0, buf, len, &len);
+    if (res != FLOWPIC_OK) {
+        FLOWPIC_FREE(buf);
+        return res;
+    }
+    *data = buf;
+    *size = len;
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_model_from_memory(flowpic_model *m, const uint8_t *data, size_t size,
+                                                     flowpic_error *err)
+{
+    flowpic_model_meta meta;
+    flowpic_result res;
+    memset(m, 0, sizeof *m);
+    res = flowpic_model_load_mem(&m->net, &meta, data, size, err);
+    if (res != FLOWPIC_OK) return res;
+    if (!flowpic__prep_decode(&m->prep, meta.config, meta.config_len, m->net.in_h)) {
+        flowpic__error(err, FLOWPIC_ERR_FORMAT, 0, "the preprocessing configuration is missing or invalid");
+        res = FLOWPIC_ERR_FORMAT;
+    }
+    if (res == FLOWPIC_OK) res = flowpic__copy_classes(m, meta.class_names, (uint32_t)meta.num_classes);
+    flowpic_model_meta_free(&meta);
+    if (res != FLOWPIC_OK) {
+        if (res == FLOWPIC_ERR_NOMEM) flowpic__error(err, res, 0, "out of memory");
+        flowpic_model_free(m);
+    }
+    return res;
+}
+
+FLOWPIC_DEF int flowpic_prep_accepts(const flowpic_prep *prep, const flowpic_block_config *blocks)
+{
+    return flowpic__same_config(&prep->blocks, blocks);
+}
+
+FLOWPIC_DEF flowpic_result flowpic_model_input(const flowpic_model *m, const flowpic_dataset *ds, size_t i,
+                                               flowpic_picture *pic, float *out)
+{
+    flowpic_result res = flowpic_picture_build(pic, ds->config.preset, ds->config.block_ns,
+                                               flowpic_dataset_block_packets(ds, i), ds->blocks[i].n_packets,
+                                               m->prep.res);
+    if (res == FLOWPIC_OK) flowpic_picture_render(pic, m->prep.transform, out);
+    return res;
+}
+
+/* Renders blocks[0 .. n) into input (n pictures). */
+static flowpic_result flowpic__batch_input(const flowpic_model *m, const flowpic_dataset *ds, const size_t *blocks,
+                                           size_t n, flowpic_picture *pic, float *input)
+{
+    size_t i, px = (size_t)m->prep.res * m->prep.res;
+    for (i = 0; i < n; i++) {
+        flowpic_result res = flowpic_model_input(m, ds, blocks[i], pic, input + i * px);
+        if (res != FLOWPIC_OK) return res;
+    }
+    return FLOWPIC_OK;
+}
+
+static float *flowpic__alloc_input(const flowpic_model *m, int batch)
+{
+    size_t px = (size_t)m->prep.res * m->prep.res;
+    if (batch <= 0 || px > ((size_t)-1 / sizeof(float)) / (size_t)batch) return 0;
+    return (float *)FLOWPIC_MALLOC(px * (size_t)batch * sizeof(float));
+}
+
+FLOWPIC_DEF flowpic_result flowpic_train_epoch(flowpic_model *m, flowpic_workspace *ws, const flowpic_dataset *ds,
+                                               const size_t *blocks, const int *labels, size_t n, int batch,
+                                               double lr, flowpic_rng *rng, flowpic_train_progress_fn progress,
+                                               void *user, flowpic_epoch_stats *stats)
+{
+    flowpic_picture pic;
+    float *input = flowpic__alloc_input(m, batch);
+    double loss_sum = 0;
+    size_t done;
+    flowpic_result res = input ? FLOWPIC_OK : FLOWPIC_ERR_NOMEM;
+    memset(&pic, 0, sizeof pic);
+    memset(stats, 0, sizeof *stats);
+    for (done = 0; done < n && res == FLOWPIC_OK; done += (size_t)batch) {
+        int b = n - done < (size_t)batch ? (int)(n - done) : batch, k, c;
+        float loss = 0;
+        const float *probs;
+        res = flowpic__batch_input(m, ds, blocks + done, (size_t)b, &pic, input);
+        if (res != FLOWPIC_OK) break;
+        flowpic_net_zero_grad(&m->net);
+        res = flowpic_net_forward(&m->net, ws, input, b, FLOWPIC_MODE_TRAIN, rng);
+        if (res == FLOWPIC_OK) res = flowpic_net_loss(&m->net, ws, labels + done, b, &loss);
+        if (res == FLOWPIC_OK) res = flowpic_net_backward(&m->net, ws, input, b);
+        if (res == FLOWPIC_OK) res = flowpic_adam_step(&m->net, lr, 0.9, 0.999, 1e-8);
+        if (res != FLOWPIC_OK) break;
+        probs = flowpic_workspace_probs(ws);
+        for (k = 0; k < b; k++) {
+            int best = 0;
+            for (c = 1; c < m->net.num_classes; c++)
+                if (probs[k * m->net.num_classes + c] > probs[k * m->net.num_classes + best]) best = c;
+            stats->correct += best == labels[done + (size_t)k];
+        }
+        loss_sum += (double)loss * b;
+        stats->samples += (size_t)b;
+        stats->loss = loss_sum / (double)stats->samples;
+        if (progress) progress(user, stats->samples, n, stats);
+    }
+    flowpic_picture_free(&pic);
+    FLOWPIC_FREE(input);
+    return res;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_predict_blocks(const flowpic_model *m, flowpic_workspace *ws,
+                                                  const flowpic_dataset *ds, const size_t *blocks, size_t n,
+                                                  float *probs)
+{
+    flowpic_picture pic;
+    int batch = ws->max_batch;
+    float *input = flowpic__alloc_input(m, batch);
+    size_t done;
+    flowpic_result res = input ? FLOWPIC_OK : FLOWPIC_ERR_NOMEM;
+    memset(&pic, 0, sizeof pic);
+    for (done = 0; done < n && res == FLOWPIC_OK; done += (size_t)batch) {
+        int b = n - done < (size_t)batch ? (int)(n - done) : batch;
+        res = flowpic__batch_input(m, ds, blocks + done, (size_t)b, &pic, input);
+        if (res == FLOWPIC_OK)
+            res = flowpic_net_predict(&m->net, ws, input, b, probs + done * (size_t)m->net.num_classes);
+    }
+    flowpic_picture_free(&pic);
+    FLOWPIC_FREE(input);
+    return res;
+}
+
+#ifndef FLOWPIC_NO_STDIO
+FLOWPIC_DEF flowpic_result flowpic_model_save(const flowpic_model *m, const char *path, flowpic_error *err)
+{
+    uint8_t *data;
+    size_t size;
+    flowpic_result res = flowpic_model_to_memory(m, &data, &size);
+    if (res != FLOWPIC_OK) {
+        flowpic__error(err, res, 0, flowpic_result_string(res));
+        return res;
+    }
+    res = flowpic_write_file_atomic(path, data, size, err);
+    FLOWPIC_FREE(data);
+    return res;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_model_load(flowpic_model *m, const char *path, flowpic_error *err)
+{
+    uint8_t *data;
+    size_t size;
+    flowpic_result res = flowpic_read_file(path, FLOWPIC_MAX_MODEL_BYTES, &data, &size, err);
+    if (res != FLOWPIC_OK) {
+        memset(m, 0, sizeof *m);
+        return res;
+    }
+    res = flowpic_model_from_memory(m, data, size, err);
+    FLOWPIC_FREE(data);
+    return res;
+}
+#endif
 
 #ifdef __cplusplus
 }

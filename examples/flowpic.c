@@ -25,6 +25,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
@@ -1299,6 +1302,563 @@ static int cmd_export(int argc, char **argv)
     return ok ? 0 : EXIT_RUNTIME;
 }
 
+/* ---- train ----------------------------------------------------------------------------------- */
+
+typedef struct train_options {
+    flowpic_arch arch;
+    unsigned long long res, epochs, batch, seed, threads;
+    double lr, val_split;
+    const char *val_path, *output;
+    flowpic_transform transform;
+    int has_res, has_transform, has_batch, has_epochs, has_val_split;
+    int group_by_file, balance, paper_schedule, keep_best, progress;
+    int val_arg; /* argv index of --val's data set */
+} train_options;
+
+static int train_option(train_options *o, const char *name, const char *value)
+{
+    if (!strcmp(name, "--net")) {
+        if (!strcmp(value, "full")) o->arch = FLOWPIC_ARCH_FULL;
+        else if (!strcmp(value, "mini")) o->arch = FLOWPIC_ARCH_MINI;
+        else return -1;
+        return 1;
+    }
+    if (!strcmp(name, "--res")) return (o->has_res = parse_ulong(value, FLOWPIC_MAX_RES, &o->res) && o->res) ? 1 : -1;
+    if (!strcmp(name, "--transform")) return (o->has_transform = flowpic_transform_from_name(value, &o->transform)) ? 1 : -1;
+    if (!strcmp(name, "--epochs")) return (o->has_epochs = parse_ulong(value, 100000, &o->epochs) && o->epochs) ? 1 : -1;
+    if (!strcmp(name, "--batch")) return (o->has_batch = parse_ulong(value, 4096, &o->batch) && o->batch) ? 1 : -1;
+    if (!strcmp(name, "--lr")) return parse_double(value, &o->lr) && o->lr > 0 ? 1 : -1;
+    if (!strcmp(name, "--seed")) return parse_ulong(value, UINT64_MAX, &o->seed) ? 1 : -1;
+    if (!strcmp(name, "--threads")) return parse_ulong(value, 256, &o->threads) && o->threads ? 1 : -1;
+    if (!strcmp(name, "--val-split")) return (o->has_val_split = parse_double(value, &o->val_split) && o->val_split < 1) ? 1 : -1;
+    if (!strcmp(name, "--val")) return (o->val_path = value) != 0; /* the index is noted by the caller */
+    if (!strcmp(name, "--group-by")) return !strcmp(value, "file") ? (o->group_by_file = 1) : -1;
+    if (!strcmp(name, "-o")) return (o->output = value) != 0;
+    return 0;
+}
+
+static int train_flag(train_options *o, const char *name)
+{
+    if (!strcmp(name, "--balance")) return o->balance = 1;
+    if (!strcmp(name, "--paper-schedule")) return o->paper_schedule = 1;
+    if (!strcmp(name, "--keep-best")) return o->keep_best = 1;
+    if (!strcmp(name, "--no-keep-best")) return (o->keep_best = 0) == 0;
+    if (!strcmp(name, "--progress")) return o->progress = 1;
+    if (!strcmp(name, "--no-progress")) return (o->progress = 0) == 0;
+    return 0;
+}
+
+/* Fisher-Yates with the one generator. */
+static void shuffle(size_t *v, size_t n, flowpic_rng *rng)
+{
+    size_t i;
+    for (i = n; i > 1; i--) {
+        size_t j = (size_t)(flowpic_rng_uniform(rng) * (double)i), t = v[i - 1];
+        v[i - 1] = v[j];
+        v[j] = t;
+    }
+}
+
+/* Splits the blocks of ds into training and validation: a share of the blocks at random, or of
+ * the source files (no file on both sides). Both arrays hold block indices. */
+static void split_blocks(const flowpic_dataset *ds, const train_options *o, flowpic_rng *rng, size_t *train,
+                         size_t *n_train, size_t *val, size_t *n_val)
+{
+    size_t i, target = (size_t)(o->val_split * (double)ds->n_blocks + 0.5);
+    *n_train = *n_val = 0;
+    if (o->group_by_file) {
+        size_t *files = (size_t *)malloc((ds->n_sources + 1) * sizeof *files), in_val = 0;
+        char *is_val = (char *)calloc(ds->n_sources + 1, 1);
+        for (i = 0; i < ds->n_sources; i++) files[i] = i;
+        shuffle(files, ds->n_sources, rng);
+        for (i = 0; i < ds->n_sources && in_val < target; i++) {
+            size_t k;
+            is_val[files[i]] = 1;
+            for (k = 0; k < ds->n_blocks; k++) in_val += ds->flows[ds->blocks[k].flow].source == files[i];
+        }
+        for (i = 0; i < ds->n_blocks; i++) {
+            if (is_val[ds->flows[ds->blocks[i].flow].source]) val[(*n_val)++] = i;
+            else train[(*n_train)++] = i;
+        }
+        free(files);
+        free(is_val);
+        return;
+    }
+    for (i = 0; i < ds->n_blocks; i++) train[i] = i;
+    shuffle(train, ds->n_blocks, rng);
+    for (i = 0; i < ds->n_blocks; i++) {
+        if (i < target) val[(*n_val)++] = train[i];
+        else train[(*n_train)++] = train[i];
+    }
+}
+
+/* Random undersampling to the smallest class (the paper's balancing), order kept. */
+static void balance_blocks(const flowpic_dataset *ds, size_t *blocks, size_t *n, flowpic_rng *rng)
+{
+    size_t *count = (size_t *)calloc(ds->n_classes + 1, sizeof *count), *kept = (size_t *)calloc(ds->n_classes + 1, sizeof *kept);
+    size_t smallest = (size_t)-1, i, m = 0;
+    uint32_t c;
+    shuffle(blocks, *n, rng);
+    for (i = 0; i < *n; i++) count[ds->blocks[blocks[i]].label]++;
+    for (c = 0; c < ds->n_classes; c++)
+        if (count[c] && count[c] < smallest) smallest = count[c];
+    for (i = 0; i < *n; i++) {
+        uint16_t l = ds->blocks[blocks[i]].label;
+        if (kept[l] < smallest) {
+            kept[l]++;
+            blocks[m++] = blocks[i];
+        }
+    }
+    *n = m;
+    free(count);
+    free(kept);
+}
+
+typedef struct train_progress {
+    int on, epoch, epochs;
+    double start, last;
+} train_progress;
+
+static void show_train_progress(void *user, size_t done, size_t total, const flowpic_epoch_stats *s)
+{
+    train_progress *p = (train_progress *)user;
+    double t = now_seconds(), rate;
+    int bar, k;
+    if (!p->on || (done < total && t - p->last < 0.16)) return;
+    p->last = t;
+    rate = t > p->start ? (double)done / (t - p->start) : 0;
+    bar = total ? (int)(20 * done / total) : 20;
+    fprintf(stderr, "\repoch %d/%d [", p->epoch, p->epochs);
+    for (k = 0; k < 20; k++) fputc(k < bar ? '#' : '.', stderr);
+    fprintf(stderr, "] %3.0f%%  loss %.4f  acc %.3f  %.0f samples/s  ETA %.0f s ", 100.0 * (double)done / (double)total,
+            s->loss, s->samples ? (double)s->correct / (double)s->samples : 0.0, rate,
+            rate > 0 ? (double)(total - done) / rate : 0.0);
+}
+
+/* Mean loss, accuracy and balanced accuracy of the model on blocks (labels = data-set labels). */
+static int evaluate_split(const flowpic_model *m, flowpic_workspace *ws, const flowpic_dataset *ds, const size_t *blocks,
+                          size_t n, double *loss, double *acc, double *balanced)
+{
+    float *probs = (float *)malloc((n ? n : 1) * m->n_classes * sizeof *probs);
+    size_t i, correct = 0, *hit = (size_t *)calloc(m->n_classes, sizeof *hit), *all = (size_t *)calloc(m->n_classes, sizeof *all);
+    uint32_t c, present = 0;
+    double sum = 0, recall = 0;
+    int ok = probs && hit && all && flowpic_predict_blocks(m, ws, ds, blocks, n, probs) == FLOWPIC_OK;
+    for (i = 0; ok && i < n; i++) {
+        const float *p = probs + i * m->n_classes;
+        uint16_t label = ds->blocks[blocks[i]].label;
+        uint32_t best = 0;
+        for (c = 1; c < m->n_classes; c++)
+            if (p[c] > p[best]) best = c;
+        sum -= log(p[label] > 1e-30f ? (double)p[label] : 1e-30);
+        correct += best == label;
+        all[label]++;
+        hit[label] += best == label;
+    }
+    for (c = 0; c < m->n_classes; c++)
+        if (all[c]) {
+            present++;
+            recall += (double)hit[c] / (double)all[c];
+        }
+    *loss = n ? sum / (double)n : 0;
+    *acc = n ? (double)correct / (double)n : 0;
+    *balanced = present ? recall / present : 0;
+    free(probs);
+    free(hit);
+    free(all);
+    return ok;
+}
+
+static int cmd_train(int argc, char **argv)
+{
+    train_options o;
+    flowpic_dataset ds, val_ds;
+    const flowpic_dataset *vds = &ds;
+    flowpic_model m;
+    flowpic_workspace ws, ews;
+    flowpic_prep prep;
+    flowpic_rng rng;
+    flowpic_error err;
+    size_t *train = 0, *val = 0, n_train = 0, n_val = 0, i;
+    int *labels = 0, first, status = 0;
+    unsigned long long e;
+    float *best = 0;
+    double best_loss = 1e300;
+    memset(&o, 0, sizeof o);
+    o.arch = FLOWPIC_ARCH_MINI;
+    o.lr = 1e-3;
+    o.seed = 1;
+    o.val_split = 0.1;
+    o.keep_best = 1;
+    o.progress = -1;
+    for (first = 1; first < argc && argv[first][0] == '-' && argv[first][1]; first++) {
+        int r = train_flag(&o, argv[first]);
+        if (r) continue;
+        r = first + 1 < argc ? train_option(&o, argv[first], argv[first + 1]) : 0;
+        if (r > 0 && !strcmp(argv[first], "--val")) o.val_arg = first + 1;
+        if (r <= 0) {
+            fail_usage("train", r < 0 ? "invalid value for" : "unknown option", argv[first]);
+            return EXIT_USAGE;
+        }
+        first++;
+    }
+    if (!o.output || first == argc) {
+        fail_usage("train", o.output ? "no data set given" : "no output model (-o MODEL)", 0);
+        return EXIT_USAGE;
+    }
+    if (o.paper_schedule) { /* the paper's recipe: its net at 1500 x 1500, raw counts, batch 128 */
+        o.arch = FLOWPIC_ARCH_FULL;
+        if (!o.has_batch) o.batch = 128;
+    }
+    if (!o.has_res) o.res = o.arch == FLOWPIC_ARCH_FULL ? 1500 : 64;
+    /* the paper's raw counts for its net; log1p for the mini net, where count / 255 leaves the
+     * single-packet pixels of sparse pictures too faint to learn from (docs/RESULTS.md) */
+    if (!o.has_transform) o.transform = o.arch == FLOWPIC_ARCH_FULL ? FLOWPIC_VALUE_RAW : FLOWPIC_VALUE_LOG1P;
+    if (!o.has_batch) o.batch = o.arch == FLOWPIC_ARCH_FULL ? 32 : 64;
+    if (!o.has_epochs) o.epochs = 20;
+    if (o.val_path && o.has_val_split) {
+        fail_usage("train", "give --val-split or --val, not both", 0);
+        return EXIT_USAGE;
+    }
+#ifdef _OPENMP
+    if (o.threads) omp_set_num_threads((int)o.threads);
+#endif
+    if (!load_datasets(argc - first, argv + first, &ds)) return EXIT_RUNTIME;
+    if (ds.n_classes < 2 || ds.n_blocks < 2) {
+        fprintf(stderr, "flowpic: train: need at least two classes and two blocks (have %u, %llu)\n", ds.n_classes,
+                (unsigned long long)ds.n_blocks);
+        flowpic_dataset_free(&ds);
+        return EXIT_RUNTIME;
+    }
+    flowpic_rng_seed(&rng, o.seed);
+    prep.blocks = ds.config;
+    prep.res = (uint32_t)o.res;
+    prep.transform = o.transform;
+    if (flowpic_model_init(&m, o.arch, &prep, (const char *const *)ds.classes, ds.n_classes, &rng) != FLOWPIC_OK) {
+        fprintf(stderr, "flowpic: train: no %s net at %llu x %llu (full: 1500; mini: 32 or 64)\n", flowpic_arch_name(o.arch),
+                o.res, o.res);
+        flowpic_dataset_free(&ds);
+        return EXIT_USAGE;
+    }
+    train = (size_t *)malloc(ds.n_blocks * sizeof *train);
+    val = (size_t *)malloc(ds.n_blocks * sizeof *val);
+    labels = (int *)malloc(ds.n_blocks * sizeof *labels);
+    if (o.val_path) {
+        char *val_paths[1];
+        val_paths[0] = argv[o.val_arg];
+        if (!load_datasets(1, val_paths, &val_ds)) status = 1;
+        else if (!flowpic_prep_accepts(&prep, &val_ds.config)) {
+            fprintf(stderr, "flowpic: %s: cut with other block settings than the training data\n", o.val_path);
+            status = 1;
+        }
+        for (i = 0; i < ds.n_blocks; i++) train[i] = i;
+        n_train = ds.n_blocks;
+        if (!status) {
+            vds = &val_ds;
+            val = (size_t *)realloc(val, (val_ds.n_blocks + 1) * sizeof *val);
+            for (i = 0; i < val_ds.n_blocks; i++) val[i] = i;
+            n_val = val_ds.n_blocks;
+        }
+    } else {
+        split_blocks(&ds, &o, &rng, train, &n_train, val, &n_val);
+    }
+    if (!status && o.balance) balance_blocks(&ds, train, &n_train, &rng);
+    if (!status && (flowpic_workspace_init(&ws, &m.net, (int)o.batch, FLOWPIC_WS_TRAIN) != FLOWPIC_OK ||
+                    flowpic_workspace_init(&ews, &m.net, (int)o.batch, 0) != FLOWPIC_OK)) {
+        fprintf(stderr, "flowpic: train: out of memory for a batch of %llu\n", o.batch);
+        status = 1;
+    }
+    if (!status)
+        printf("training %s at %llu x %llu (%s) on %llu blocks, validating on %llu, %u classes, batch %llu, lr %g, seed %llu\n",
+               flowpic_arch_name(o.arch), o.res, o.res, flowpic_transform_name(o.transform), (unsigned long long)n_train,
+               (unsigned long long)n_val, ds.n_classes, o.batch, o.lr, o.seed);
+    if (!status) printf("epoch\ttrain_loss\ttrain_acc\tval_loss\tval_acc\tval_balanced_acc\tseconds\n");
+    best = (float *)malloc(m.net.num_params * sizeof *best);
+    for (e = 1; !status && e <= o.epochs; e++) {
+        train_progress tp;
+        flowpic_epoch_stats st;
+        double vloss = 0, vacc = 0, vbal = 0;
+        tp.on = o.progress < 0 ? isatty(fileno(stderr)) : o.progress;
+        tp.epoch = (int)e;
+        tp.epochs = (int)o.epochs;
+        tp.start = tp.last = now_seconds();
+        shuffle(train, n_train, &rng);
+        for (i = 0; i < n_train; i++) labels[i] = ds.blocks[train[i]].label;
+        if (flowpic_train_epoch(&m, &ws, &ds, train, labels, n_train, (int)o.batch, o.lr, &rng, show_train_progress, &tp,
+                                &st) != FLOWPIC_OK) {
+            fprintf(stderr, "\nflowpic: train: training failed\n");
+            status = 1;
+            break;
+        }
+        if (tp.on) fputc('\n', stderr);
+        if (n_val && !evaluate_split(&m, &ews, vds, val, n_val, &vloss, &vacc, &vbal)) status = 1;
+        printf("%llu\t%.4f\t%.4f\t", e, st.loss, st.samples ? (double)st.correct / (double)st.samples : 0.0);
+        if (n_val) printf("%.4f\t%.4f\t%.4f", vloss, vacc, vbal);
+        else printf("-\t-\t-");
+        printf("\t%.1f\n", now_seconds() - tp.start);
+        fflush(stdout);
+        if (n_val && o.keep_best && vloss < best_loss && best) {
+            best_loss = vloss;
+            memcpy(best, m.net.params, m.net.num_params * sizeof *best);
+        }
+    }
+    if (!status && n_val && o.keep_best && best && best_loss < 1e300) {
+        memcpy(m.net.params, best, m.net.num_params * sizeof *best);
+        printf("kept the weights of the epoch with the lowest validation loss (%.4f)\n", best_loss);
+    }
+    if (!status) {
+        if (flowpic_model_save(&m, o.output, &err) != FLOWPIC_OK) {
+            fprintf(stderr, "flowpic: %s: %s\n", o.output, err.reason);
+            status = 1;
+        } else {
+            printf("wrote %s\n", o.output);
+        }
+    }
+    if (o.val_path && vds == &val_ds) flowpic_dataset_free(&val_ds);
+    flowpic_workspace_free(&ws);
+    flowpic_workspace_free(&ews);
+    flowpic_model_free(&m);
+    flowpic_dataset_free(&ds);
+    free(train);
+    free(val);
+    free(labels);
+    free(best);
+    return status ? EXIT_RUNTIME : 0;
+}
+
+/* ---- eval ------------------------------------------------------------------------------------ */
+
+/* Loads a model; 0 after reporting an error. */
+static int load_model(const char *path, flowpic_model *m)
+{
+    flowpic_error err;
+    if (flowpic_model_load(m, path, &err) == FLOWPIC_OK) return 1;
+    if (err.code == FLOWPIC_ERR_FORMAT)
+        fprintf(stderr, "flowpic: %s: offset %llu: %s\n", path, (unsigned long long)err.offset, err.reason);
+    else
+        fprintf(stderr, "flowpic: %s: %s\n", path, err.code == FLOWPIC_ERR_IO ? strerror(errno) : err.reason);
+    return 0;
+}
+
+static int cmd_eval(int argc, char **argv)
+{
+    flowpic_model m;
+    flowpic_dataset ds;
+    flowpic_workspace ws;
+    size_t *blocks, n = 0, i, skipped = 0, *conf;
+    int *model_class, json = 0, first = 1;
+    float *probs;
+    uint32_t c, k;
+    double correct = 0, balanced = 0;
+    unsigned present = 0;
+    if (argc > 1 && !strcmp(argv[1], "--json")) json = first = 2;
+    if (argc - first < 2) {
+        fail_usage("eval", "give a model and at least one data set", 0);
+        return EXIT_USAGE;
+    }
+    if (!load_model(argv[first], &m)) return EXIT_RUNTIME;
+    if (!load_datasets(argc - first - 1, argv + first + 1, &ds)) {
+        flowpic_model_free(&m);
+        return EXIT_RUNTIME;
+    }
+    if (!flowpic_prep_accepts(&m.prep, &ds.config)) {
+        fprintf(stderr, "flowpic: eval: the data set was cut with other block settings than the model's\n");
+        flowpic_dataset_free(&ds);
+        flowpic_model_free(&m);
+        return EXIT_RUNTIME;
+    }
+    model_class = (int *)malloc((ds.n_classes + 1) * sizeof *model_class);
+    for (c = 0; c < ds.n_classes; c++) {
+        model_class[c] = -1;
+        for (k = 0; k < m.n_classes; k++)
+            if (!strcmp(ds.classes[c], m.classes[k])) model_class[c] = (int)k;
+    }
+    blocks = (size_t *)malloc((ds.n_blocks + 1) * sizeof *blocks);
+    for (i = 0; i < ds.n_blocks; i++) {
+        if (model_class[ds.blocks[i].label] >= 0) blocks[n++] = i;
+        else skipped++;
+    }
+    probs = (float *)malloc((n + 1) * m.n_classes * sizeof *probs);
+    conf = (size_t *)calloc((size_t)m.n_classes * m.n_classes, sizeof *conf);
+    if (flowpic_workspace_init(&ws, &m.net, 32, 0) != FLOWPIC_OK || flowpic_predict_blocks(&m, &ws, &ds, blocks, n, probs) != FLOWPIC_OK) {
+        fprintf(stderr, "flowpic: eval: prediction failed\n");
+        return EXIT_RUNTIME;
+    }
+    for (i = 0; i < n; i++) {
+        const float *p = probs + i * m.n_classes;
+        uint32_t best = 0, truth = (uint32_t)model_class[ds.blocks[blocks[i]].label];
+        for (k = 1; k < m.n_classes; k++)
+            if (p[k] > p[best]) best = k;
+        conf[truth * m.n_classes + best]++;
+        correct += best == truth;
+    }
+    if (json) printf("{\"blocks\": %llu, \"skipped\": %llu, \"classes\": [", (unsigned long long)n, (unsigned long long)skipped);
+    for (c = 0; json && c < m.n_classes; c++) printf("%s\"%s\"", c ? ", " : "", m.classes[c]);
+    if (json) printf("],\n \"confusion\": [");
+    else printf("blocks %llu (skipped %llu of classes the model does not know)\n\nconfusion (rows: true class, columns: predicted)\nclass",
+                (unsigned long long)n, (unsigned long long)skipped);
+    for (c = 0; !json && c < m.n_classes; c++) printf("\t%s", m.classes[c]);
+    for (c = 0; c < m.n_classes; c++) {
+        size_t row = 0;
+        for (k = 0; k < m.n_classes; k++) row += conf[c * m.n_classes + k];
+        if (json) printf("%s[", c ? ", " : "");
+        else printf("\n%s", m.classes[c]);
+        for (k = 0; k < m.n_classes; k++)
+            printf("%s%llu", json ? (k ? ", " : "") : "\t", (unsigned long long)conf[c * m.n_classes + k]);
+        if (json) printf("]");
+        (void)row;
+    }
+    if (!json) {
+        printf("\n\nconfusion, share of each row\nclass");
+        for (c = 0; c < m.n_classes; c++) printf("\t%s", m.classes[c]);
+        for (c = 0; c < m.n_classes; c++) {
+            size_t row = 0;
+            for (k = 0; k < m.n_classes; k++) row += conf[c * m.n_classes + k];
+            printf("\n%s", m.classes[c]);
+            for (k = 0; k < m.n_classes; k++) printf("\t%.3f", row ? (double)conf[c * m.n_classes + k] / (double)row : 0.0);
+        }
+        printf("\n\nclass\tprecision\trecall\tf1\tsupport\n");
+    } else {
+        printf("],\n \"per_class\": [");
+    }
+    for (c = 0; c < m.n_classes; c++) {
+        size_t tp = conf[c * m.n_classes + c], row = 0, col = 0;
+        double precision, recall, f1;
+        for (k = 0; k < m.n_classes; k++) {
+            row += conf[c * m.n_classes + k];
+            col += conf[k * m.n_classes + c];
+        }
+        precision = col ? (double)tp / (double)col : 0;
+        recall = row ? (double)tp / (double)row : 0;
+        f1 = precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0;
+        if (row) {
+            present++;
+            balanced += recall;
+        }
+        if (json)
+            printf("%s{\"class\": \"%s\", \"precision\": %.4f, \"recall\": %.4f, \"f1\": %.4f, \"support\": %llu}", c ? ", " : "",
+                   m.classes[c], precision, recall, f1, (unsigned long long)row);
+        else
+            printf("%s\t%.4f\t%.4f\t%.4f\t%llu\n", m.classes[c], precision, recall, f1, (unsigned long long)row);
+    }
+    if (json)
+        printf("],\n \"accuracy\": %.4f, \"balanced_accuracy\": %.4f}\n", n ? correct / (double)n : 0.0, present ? balanced / present : 0.0);
+    else
+        printf("\naccuracy\t%.4f\nbalanced_accuracy\t%.4f\n", n ? correct / (double)n : 0.0, present ? balanced / present : 0.0);
+    flowpic_workspace_free(&ws);
+    free(model_class);
+    free(blocks);
+    free(probs);
+    free(conf);
+    flowpic_dataset_free(&ds);
+    flowpic_model_free(&m);
+    return 0;
+}
+
+/* ---- classify -------------------------------------------------------------------------------- */
+
+/* The flow's decision from its blocks' probabilities: majority of the block votes (ties to the
+ * larger summed probability) or the largest mean probability; confidence is the winner's share. */
+static uint32_t vote(const float *probs, size_t n, uint32_t classes, int mean, double *confidence)
+{
+    double sum[FLOWPIC_NN_MAX_CLASSES];
+    size_t votes[FLOWPIC_NN_MAX_CLASSES], i;
+    uint32_t c, best = 0;
+    for (c = 0; c < classes; c++) sum[c] = 0, votes[c] = 0;
+    for (i = 0; i < n; i++) {
+        const float *p = probs + i * classes;
+        uint32_t top = 0;
+        for (c = 0; c < classes; c++) {
+            sum[c] += (double)p[c];
+            if (p[c] > p[top]) top = c;
+        }
+        votes[top]++;
+    }
+    for (c = 1; c < classes; c++)
+        if (mean ? sum[c] > sum[best] : votes[c] > votes[best] || (votes[c] == votes[best] && sum[c] > sum[best])) best = c;
+    *confidence = mean ? sum[best] / (double)n : (double)votes[best] / (double)n;
+    return best;
+}
+
+static int cmd_classify(int argc, char **argv)
+{
+    flowpic_model m;
+    flowpic_workspace ws;
+    int first, mean = 0, per_block = 0, status = 0, f;
+    uint32_t c;
+    for (first = 1; first < argc && argv[first][0] == '-' && argv[first][1]; first++) {
+        if (!strcmp(argv[first], "--per-block")) per_block = 1;
+        else if (!strcmp(argv[first], "--vote") && first + 1 < argc && (!strcmp(argv[first + 1], "mean") || !strcmp(argv[first + 1], "majority")))
+            mean = !strcmp(argv[++first], "mean");
+        else {
+            fail_usage("classify", "unknown option or bad value", argv[first]);
+            return EXIT_USAGE;
+        }
+    }
+    if (argc - first < 2) {
+        fail_usage("classify", "give a model and at least one capture", 0);
+        return EXIT_USAGE;
+    }
+    if (!load_model(argv[first], &m)) return EXIT_RUNTIME;
+    if (flowpic_workspace_init(&ws, &m.net, 32, 0) != FLOWPIC_OK) {
+        fprintf(stderr, "flowpic: classify: out of memory\n");
+        flowpic_model_free(&m);
+        return EXIT_RUNTIME;
+    }
+    if (per_block) {
+        printf("proto\tsrc\tsport\tdst\tdport\tblock\tstart\tlabel");
+        for (c = 0; c < m.n_classes; c++) printf("\tp_%s", m.classes[c]);
+        printf("\n");
+    } else {
+        printf("proto\tsrc\tsport\tdst\tdport\tblocks\tlabel\tconfidence\n");
+    }
+    for (f = first + 1; f < argc; f++) {
+        flowpic_dataset ds;
+        label_context lc;
+        flow_filter none;
+        size_t *blocks, i, start;
+        float *probs;
+        memset(&none, 0, sizeof none);
+        lc.filter = &none;
+        lc.rule_filter = 0;
+        lc.label = "unlabelled";
+        flowpic_dataset_init(&ds, &m.prep.blocks);
+        if (add_capture(&ds, argv[f], &lc, 0)) status = 1;
+        blocks = (size_t *)malloc((ds.n_blocks + 1) * sizeof *blocks);
+        probs = (float *)malloc((ds.n_blocks + 1) * m.n_classes * sizeof *probs);
+        for (i = 0; i < ds.n_blocks; i++) blocks[i] = i;
+        if (!blocks || !probs || flowpic_predict_blocks(&m, &ws, &ds, blocks, ds.n_blocks, probs) != FLOWPIC_OK) {
+            fprintf(stderr, "flowpic: %s: prediction failed\n", argv[f]);
+            status = 1;
+        } else {
+            for (start = 0; start < ds.n_blocks; start = i) { /* blocks of a flow are together */
+                double confidence;
+                uint32_t label;
+                for (i = start; i < ds.n_blocks && ds.blocks[i].flow == ds.blocks[start].flow; i++) {
+                    if (!per_block) continue;
+                    label = vote(probs + i * m.n_classes, 1, m.n_classes, 1, &confidence);
+                    print_key(&ds.flows[ds.blocks[i].flow].key);
+                    printf("\t%u\t", ds.blocks[i].index);
+                    print_time(stdout, ds.blocks[i].start_ns);
+                    printf("\t%s", m.classes[label]);
+                    for (c = 0; c < m.n_classes; c++) printf("\t%.4f", (double)probs[i * m.n_classes + c]);
+                    printf("\n");
+                }
+                if (per_block) continue;
+                label = vote(probs + start * m.n_classes, i - start, m.n_classes, mean, &confidence);
+                print_key(&ds.flows[ds.blocks[start].flow].key);
+                printf("\t%llu\t%s\t%.4f\n", (unsigned long long)(i - start), m.classes[label], confidence);
+            }
+        }
+        free(blocks);
+        free(probs);
+        flowpic_dataset_free(&ds);
+    }
+    flowpic_workspace_free(&ws);
+    flowpic_model_free(&m);
+    return status ? EXIT_RUNTIME : 0;
+}
+
 /* ---- help ------------------------------------------------------------------------------------ */
 
 typedef struct command {
@@ -1404,6 +1964,46 @@ static const command commands[] = {
      "in index order). u8 (default): counts clipped at 255. f32: the value transform T, one of\n"
      "raw, clip255, scale (count / 255 after clipping), binary, log1p; default scale for the\n"
      "tcbench preset, raw otherwise. In Python: x = numpy.load('OUT.npy').\n"},
+    {"train", cmd_train, "train a CNN on data sets: a model file",
+     "usage: flowpic train [OPTIONS] -o MODEL DATASET...\n"
+     "\n"
+     "Trains the network on the blocks of the data sets (merged) and writes MODEL (docs/MODEL.md):\n"
+     "the weights, the class names and how pictures are built (block settings, resolution,\n"
+     "transform), so the model is never applied to pictures built differently. One line per\n"
+     "epoch on stdout (train and validation loss and accuracy), a progress bar on stderr.\n"
+     "Same seed, data and options: the same model file, whatever the thread count.\n"
+     "\n"
+     "  --net full|mini        the paper's net (1500 x 1500) or tcbench's LeNet-5 (32 / 64)  [mini]\n"
+     "  --res R                picture resolution                     [full: 1500, mini: 64]\n"
+     "  --transform T          raw, clip255, scale, binary, log1p     [full: raw, mini: log1p]\n"
+     "  --epochs N             passes over the training blocks        [20]\n"
+     "  --batch N              blocks per Adam step                   [full: 32, mini: 64]\n"
+     "  --lr X                 Adam learning rate                     [0.001]\n"
+     "  --seed N               one seed for split, init, order, dropout [1]\n"
+     "  --threads N            OpenMP threads (builds with OPENMP=1)  [all]\n"
+     "  --val-split F          share of blocks held out for validation [0.1]\n"
+     "  --group-by file        hold out whole capture files instead of blocks\n"
+     "  --val DATASET          validate on this data set instead\n"
+     "  --balance              undersample every class to the smallest (the paper's recipe)\n"
+     "  --keep-best, --no-keep-best  keep the weights of the best validation loss [on]\n"
+     "  --paper-schedule       the paper's setup: full net, 1500 x 1500, raw counts, batch 128\n"
+     "  --progress, --no-progress    progress bar on stderr   [when stderr is a terminal]\n"},
+    {"eval", cmd_eval, "accuracy, confusion matrix, precision / recall / F1 of a model",
+     "usage: flowpic eval [--json] MODEL DATASET...\n"
+     "\n"
+     "Classifies every block of the data sets (which must be cut as the model expects) and prints\n"
+     "the confusion matrix in counts and as shares of each row, per-class precision, recall, F1\n"
+     "and support, accuracy and balanced accuracy (the mean of the recalls). Blocks of classes\n"
+     "the model does not know are skipped and counted. --json prints one JSON object.\n"},
+    {"classify", cmd_classify, "the class of every flow of captures",
+     "usage: flowpic classify [--vote majority|mean] [--per-block] MODEL FILE...\n"
+     "\n"
+     "Cuts each capture (pcap or pcapng) the way the model was trained, classifies every block\n"
+     "and prints one line per flow that has a block:\n"
+     "  proto  src  sport  dst  dport  blocks  label  confidence\n"
+     "majority (default): the most frequent block label, ties to the larger summed probability,\n"
+     "confidence = its share of the votes; mean: the largest mean probability, confidence = it.\n"
+     "--per-block prints each block with its probabilities instead.\n"},
     {"help", cmd_help, "this list, or the usage of one command", "usage: flowpic help [COMMAND]\n"},
 };
 

@@ -49,7 +49,8 @@
     X(dataset_every_truncation)                                                                \
     X(dataset_save_is_atomic)                                                                  \
     X(images)                                                                                  \
-    X(dataset_add_capture)
+    X(dataset_add_capture)                                                                     \
+    X(model_file)
 
 #define DECLARE(name) void test_##name(void);
 TEST_LIST(DECLARE)

@@ -363,3 +363,61 @@ void test_dataset_add_capture(void)
     flowpic_dataset_free(&ds);
     cb_free(&b);
 }
+
+void test_model_file(void);
+
+void test_model_file(void)
+{
+    flowpic_model m, back;
+    flowpic_prep prep;
+    flowpic_rng rng;
+    flowpic_workspace ws;
+    flowpic_error err;
+    flowpic_dataset ds;
+    const char *classes[3] = {"voip", "video", "chat"};
+    uint8_t *data;
+    size_t size, blocks[4] = {0, 1, 2, 3};
+    float p1[12], p2[12];
+    build(&ds); /* blocks of a 60 s window with step 30 s */
+    flowpic_rng_seed(&rng, 5);
+    prep.blocks = ds.config;
+    prep.res = 32;
+    prep.transform = FLOWPIC_VALUE_LOG1P;
+    CHECK_EQ(flowpic_model_init(&m, FLOWPIC_ARCH_MINI, &prep, classes, 3, &rng), FLOWPIC_OK);
+    CHECK_EQ(flowpic_model_to_memory(&m, &data, &size), FLOWPIC_OK);
+    CHECK_EQ(flowpic_model_from_memory(&back, data, size, &err), FLOWPIC_OK);
+    CHECK_EQ(back.n_classes, 3);
+    CHECK_STR(back.classes[2], "chat");
+    CHECK_EQ(back.prep.res, 32);
+    CHECK_EQ(back.prep.transform, FLOWPIC_VALUE_LOG1P);
+    CHECK(flowpic_prep_accepts(&back.prep, &ds.config));
+    CHECK(!memcmp(m.net.params, back.net.params, m.net.num_params * sizeof(float)));
+    /* the loaded model gives bit-identical probabilities */
+    CHECK_EQ(flowpic_workspace_init(&ws, &m.net, 4, 0), FLOWPIC_OK);
+    CHECK_EQ(flowpic_predict_blocks(&m, &ws, &ds, blocks, 4, p1), FLOWPIC_OK);
+    CHECK_EQ(flowpic_predict_blocks(&back, &ws, &ds, blocks, 4, p2), FLOWPIC_OK);
+    CHECK(!memcmp(p1, p2, sizeof p1));
+    flowpic_workspace_free(&ws);
+    flowpic_model_free(&back);
+    /* a data set cut otherwise is refused */
+    ds.config.block_ns /= 2;
+    ds.config.step_ns = ds.config.block_ns;
+    CHECK(!flowpic_prep_accepts(&m.prep, &ds.config));
+    /* every truncation of the file is rejected with a reason */
+    {
+        size_t n;
+        for (n = 0; n < size; n += 97) {
+            CHECK(flowpic_model_from_memory(&back, data, n, &err) != FLOWPIC_OK);
+            CHECK(err.reason[0] != '\0');
+        }
+    }
+    free(data);
+    /* a preprocessing blob that does not fit the net (res 64 for a 32 x 32 net) */
+    m.prep.res = 64;
+    CHECK_EQ(flowpic_model_to_memory(&m, &data, &size), FLOWPIC_OK);
+    CHECK_EQ(flowpic_model_from_memory(&back, data, size, &err), FLOWPIC_ERR_FORMAT);
+    CHECK(strstr(err.reason, "preprocessing") != 0);
+    free(data);
+    flowpic_model_free(&m);
+    flowpic_dataset_free(&ds);
+}

@@ -1,0 +1,52 @@
+#!/bin/sh
+# The whole chain on real traffic: extract ../shared/data with its LABELS.tsv, hold out every
+# fourth capture file (so no file is on both sides), train the default network, and check that
+# it classifies the held-out files clearly better than chance (6 classes: 0.17). Also: the same
+# seed gives a byte-identical model file with 1, 2 and 4 OpenMP threads.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+if [ -z "${DATA:-}" ]; then
+    for d in ../shared/data /work/shared/data; do [ -d "$d" ] && DATA=$d && break; done
+fi
+if [ ! -f "${DATA:-}/LABELS.tsv" ]; then echo "train_test: SKIPPED (no shared captures)"; exit 0; fi
+FLOWPIC=${FLOWPIC:-./flowpic}
+MIN_ACCURACY=${MIN_ACCURACY:-0.35}
+MIN_BALANCED=${MIN_BALANCED:-0.30}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+passed=0
+failed=0
+check() { # name, condition
+    if eval "$2"; then passed=$((passed + 1)); echo "ok   $1"; else failed=$((failed + 1)); echo "FAIL $1"; fi
+}
+
+find "$DATA" -type f \( -name '*.pcap' -o -name '*.pcapng' \) | LC_ALL=C sort > "$out/all"
+awk 'NR % 4 == 1' "$out/all" > "$out/test"
+awk 'NR % 4 != 1' "$out/all" > "$out/train"
+# shellcheck disable=SC2046
+"$FLOWPIC" extract --no-progress --labels "$DATA/LABELS.tsv" -o "$out/train.fpds" $(cat "$out/train") > /dev/null &&
+"$FLOWPIC" extract --no-progress --labels "$DATA/LABELS.tsv" -o "$out/test.fpds" $(cat "$out/test") > /dev/null
+check "extract train and held-out data sets" '[ -s "$out/train.fpds" ] && [ -s "$out/test.fpds" ]'
+"$FLOWPIC" train --epochs 30 --val-split 0 --no-keep-best --no-progress --seed 1 -o "$out/m" "$out/train.fpds" > "$out/train.log"
+check "train" '[ -s "$out/m" ]'
+"$FLOWPIC" eval "$out/m" "$out/test.fpds" > "$out/eval.txt"
+acc=$(awk -F '\t' '$1 == "accuracy" { print $2 }' "$out/eval.txt")
+bal=$(awk -F '\t' '$1 == "balanced_accuracy" { print $2 }' "$out/eval.txt")
+echo "     held-out files: accuracy $acc, balanced accuracy $bal (chance 0.17)"
+check "held-out accuracy >= $MIN_ACCURACY" "awk -v a='$acc' -v m='$MIN_ACCURACY' 'BEGIN { exit !(a >= m) }'"
+check "held-out balanced accuracy >= $MIN_BALANCED" "awk -v a='$bal' -v m='$MIN_BALANCED' 'BEGIN { exit !(a >= m) }'"
+# classify: one line per flow with a block, labels among the model's classes
+"$FLOWPIC" classify "$out/m" $(head -3 "$out/test") > "$out/classify.tsv"
+check "classify header" '[ "$(head -1 "$out/classify.tsv")" = "$(printf "proto\tsrc\tsport\tdst\tdport\tblocks\tlabel\tconfidence")" ]'
+check "classify labels are classes" '[ "$(tail -n +2 "$out/classify.tsv" | cut -f7 | grep -cvE "^(video|voip|conferencing|chat|file|browsing)$")" = 0 ] && [ "$(wc -l < "$out/classify.tsv")" -gt 1 ]'
+# determinism across thread counts (OpenMP build)
+if ${CC:-cc} -std=c99 -O2 -fopenmp -o "$out/flowpic_omp" examples/flowpic.c -lm 2> /dev/null; then
+    for t in 1 2 4; do
+        "$out/flowpic_omp" train --threads "$t" --epochs 2 --no-progress --seed 7 -o "$out/m$t" "$out/test.fpds" > /dev/null
+    done
+    check "same model file with 1, 2 and 4 threads" 'cmp -s "$out/m1" "$out/m2" && cmp -s "$out/m1" "$out/m4"'
+else
+    echo "     (no OpenMP compiler: thread determinism not checked)"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
