@@ -15,7 +15,7 @@ ALL_CFLAGS = $(WARN) $(OPT) $(OMPFLAG) $(CFLAGS)
 LDLIBS  = -lm
 HEADERS = flowpic.h pcap_lite.h
 TEST_SRC = tests/run_tests.c tests/test_pcap.c tests/test_flows.c tests/test_blocks.c tests/test_dataset.c tests/capbuild.c tests/impl.c
-FUZZ_TARGETS = pcap dataset
+FUZZ_TARGETS = pcap dataset model
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
 BUILD   = build
 

@@ -104,6 +104,14 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Minor page faults so far (fresh memory being touched). */
+static long minor_faults(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return ru.ru_minflt;
+}
+
 /* Peak resident set so far, MB of 10^6 bytes (Linux ru_maxrss is KiB). */
 static double peak_rss_mb(void)
 {
@@ -141,12 +149,12 @@ static void batch_ids(const bench *b, long k, size_t *ids, int *labels)
 
 /* One figure: name, value with render, value without. */
 static void report(const char *what, const bench *b, double count, double total_s, double compute_s,
-                   const char *unit, long iters)
+                   const char *unit, long iters, long faults)
 {
     printf("flowpic_%s_%s %.2f %s\n", what, b->net_name, count / total_s, unit);
     printf("flowpic_%s_compute_%s %.2f %s\n", what, b->net_name, count / compute_s, unit);
-    printf("# %s: %ld timed iterations, %.2f s (%.2f s compute, %.2f s render)\n", what, iters, total_s, compute_s,
-           total_s - compute_s);
+    printf("# %s: %ld timed iterations, %.2f s (%.2f s compute, %.2f s render), %ld page faults\n", what, iters,
+           total_s, compute_s, total_s - compute_s, faults);
     fflush(stdout);
 }
 
@@ -159,11 +167,11 @@ static void phase_train(bench *b, flowpic_net *net, flowpic_rng *rng)
     int *labels = (int *)xmalloc((size_t)b->batch * sizeof *labels);
     double t0 = 0.0, compute = 0.0, elapsed = 0.0;
     float loss = 0.0f, first_loss = 0.0f;
-    long k, timed = 0;
+    long k, timed = 0, faults = 0;
     check("workspace (train)", flowpic_workspace_init(&ws, net, b->batch, FLOWPIC_WS_TRAIN));
     for (k = 0;; k++) {
         double r, c0;
-        if (k == 2) t0 = now_s(); /* after 2 warm-up steps */
+        if (k == 2) t0 = now_s(), faults = minor_faults(); /* after 2 warm-up steps */
         batch_ids(b, k, ids, labels);
         r = render(b, ids, b->batch, x);
         c0 = now_s();
@@ -182,7 +190,7 @@ static void phase_train(bench *b, flowpic_net *net, flowpic_rng *rng)
         if (elapsed >= b->seconds && timed >= 3) break;
     }
     printf("# train: loss %.4f after the first step, %.4f after step %ld\n", (double)first_loss, (double)loss, k + 1);
-    report("train", b, (double)timed * b->batch, elapsed, compute, "samples/s", timed);
+    report("train", b, (double)timed * b->batch, elapsed, compute, "samples/s", timed, minor_faults() - faults);
     flowpic_workspace_free(&ws);
     free(x);
     free(ids);
@@ -199,13 +207,13 @@ static void phase_infer(bench *b, const flowpic_net *net, int batch)
     int warm = batch == 1 ? 3 : 1, min_iters = batch == 1 ? 5 : 3;
     size_t singles = b->n < 16 ? b->n : 16;
     double t0 = 0.0, compute = 0.0, elapsed = 0.0;
-    long k, timed = 0;
+    long k, timed = 0, faults = 0;
     char what[32];
     if ((size_t)b->batch < singles) singles = (size_t)b->batch;
     check("workspace (inference)", flowpic_workspace_init(&ws, net, batch, 0));
     for (k = 0;; k++) {
         double c0;
-        if (k == warm) t0 = now_s();
+        if (k == warm) t0 = now_s(), faults = minor_faults();
         if (batch == 1) ids[0] = (size_t)k % singles;
         else batch_ids(b, k, ids, NULL);
         (void)render(b, ids, batch, x);
@@ -218,7 +226,7 @@ static void phase_infer(bench *b, const flowpic_net *net, int batch)
         if (elapsed >= b->seconds && timed >= min_iters) break;
     }
     snprintf(what, sizeof what, "infer%d", batch);
-    report(what, b, (double)timed * batch, elapsed, compute, "pictures/s", timed);
+    report(what, b, (double)timed * batch, elapsed, compute, "pictures/s", timed, minor_faults() - faults);
     flowpic_workspace_free(&ws);
     free(x);
     free(ids);
