@@ -2230,18 +2230,25 @@ FLOWPIC_DEF flowpic_result flowpic_write_file_atomic(const char *path, const voi
     return FLOWPIC_OK;
 }
 
+/* The files flowpic writes (data sets, models) go through memory: encode, then one atomic write. */
+static flowpic_result flowpic__save(flowpic_result encoded, uint8_t *data, size_t size, const char *path,
+                                    flowpic_error *err)
+{
+    if (encoded != FLOWPIC_OK) {
+        flowpic__error(err, encoded, 0, flowpic_result_string(encoded));
+        return encoded;
+    }
+    encoded = flowpic_write_file_atomic(path, data, size, err);
+    FLOWPIC_FREE(data);
+    return encoded;
+}
+
 FLOWPIC_DEF flowpic_result flowpic_dataset_save(const flowpic_dataset *ds, const char *path, flowpic_error *err)
 {
-    uint8_t *data;
-    size_t size;
+    uint8_t *data = 0;
+    size_t size = 0;
     flowpic_result res = flowpic_dataset_to_memory(ds, &data, &size);
-    if (res != FLOWPIC_OK) {
-        flowpic__error(err, res, 0, flowpic_result_string(res));
-        return res;
-    }
-    res = flowpic_write_file_atomic(path, data, size, err);
-    FLOWPIC_FREE(data);
-    return res;
+    return flowpic__save(res, data, size, path, err);
 }
 
 FLOWPIC_DEF flowpic_result flowpic_dataset_load(flowpic_dataset *ds, const char *path, flowpic_error *err)
@@ -4011,16 +4018,6 @@ static const unsigned char nn_model_magic[8] = {0x46, 0x50, 0x4D, 0x4F, 0x44, 0x
 #define NN_MODEL_HEADER 48   /* bytes before the layer records */
 #define NN_MODEL_LAYER  20   /* bytes per layer record */
 
-static uint32_t nn_crc32(const unsigned char *p, size_t n)
-{
-    uint32_t c = 0xFFFFFFFFu;
-    int k;
-    while (n--) {
-        c ^= *p++;
-        for (k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
-    }
-    return c ^ 0xFFFFFFFFu;
-}
 
 static void nn_put_u16(unsigned char *p, uint32_t v) { p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); }
 static void nn_put_u32(unsigned char *p, uint32_t v)
@@ -4119,7 +4116,7 @@ FLOWPIC_DEF flowpic_result flowpic_model_save_mem(const flowpic_net *net, const 
         for (i = 0; i < net->num_params; i++, pos += 4) nn_put_f32(buf + pos, net->adam_m[i]);
         for (i = 0; i < net->num_params; i++, pos += 4) nn_put_f32(buf + pos, net->adam_v[i]);
     }
-    nn_put_u32(buf + pos, nn_crc32(buf, pos));
+    nn_put_u32(buf + pos, flowpic_crc32(0, buf, pos));
     FLOWPIC_ASSERT(pos + 4 == total);
     return FLOWPIC_OK;
 }
@@ -4204,9 +4201,9 @@ static flowpic_result nn_model_parse_meta(const unsigned char *p, size_t len, fl
     stored_len = nn_get_u64(p + 16);
     if (stored_len != (uint64_t)len)
         return NN_FAIL_VL(FLOWPIC_ERR_FORMAT, 16, "length field", stored_len, " != model bytes ", len);
-    if (nn_get_u32(p + len - 4) != nn_crc32(p, len - 4))
+    if (nn_get_u32(p + len - 4) != flowpic_crc32(0, p, len - 4))
         return NN_FAIL_VL(FLOWPIC_ERR_FORMAT, len - 4, "CRC-32 mismatch: stored", nn_get_u32(p + len - 4),
-                          ", computed ", nn_crc32(p, len - 4));
+                          ", computed ", flowpic_crc32(0, p, len - 4));
     arch = nn_get_u32(p + 24);
     if (arch > (uint32_t)FLOWPIC_ARCH_MINI) return NN_FAIL_V(FLOWPIC_ERR_FORMAT, 24, "unknown arch", arch);
     if ((r = nn_model_dim(err, p, 28, "input channels", FLOWPIC_NN_MAX_CHANNELS, &in_c)) != FLOWPIC_OK) return r;
@@ -4606,16 +4603,10 @@ FLOWPIC_DEF flowpic_result flowpic_predict_blocks(const flowpic_model *m, flowpi
 #ifndef FLOWPIC_NO_STDIO
 FLOWPIC_DEF flowpic_result flowpic_model_save(const flowpic_model *m, const char *path, flowpic_error *err)
 {
-    uint8_t *data;
-    size_t size;
+    uint8_t *data = 0;
+    size_t size = 0;
     flowpic_result res = flowpic_model_to_memory(m, &data, &size);
-    if (res != FLOWPIC_OK) {
-        flowpic__error(err, res, 0, flowpic_result_string(res));
-        return res;
-    }
-    res = flowpic_write_file_atomic(path, data, size, err);
-    FLOWPIC_FREE(data);
-    return res;
+    return flowpic__save(res, data, size, path, err);
 }
 
 FLOWPIC_DEF flowpic_result flowpic_model_load(flowpic_model *m, const char *path, flowpic_error *err)

@@ -13,6 +13,7 @@
  *                               int32 [nnz][4] = (picture, row, column, count), and
  *                               PREFIX.labels.npy, int32 [N]; then exit. tests/bench.sh packs
  *                               them into torch_lenet.py's sparse .npz (idx, row, col, val, label).
+ *                               Also prints flowpic_classes, flowpic_pictures_full, flowpic_nnz_*_full.
  *
  * The pictures: block i * nblocks / N (i = 0 .. N-1) of the data set, built with
  * flowpic_picture_build (the data set's preset and window) at the net's resolution, raw counts
@@ -401,6 +402,8 @@ int main(int argc, char **argv)
 
     if (export_prefix) {
         export_pictures(&b, export_prefix);
+        printf("flowpic_classes %d classes\nflowpic_pictures_full %lu pictures\n", b.n_classes, (unsigned long)b.n);
+        nnz_stats(&b);
     } else {
 #ifdef _OPENMP
         threads = omp_get_max_threads();

@@ -1489,7 +1489,7 @@ static void fixture_init(model_fixture *fx)
     CHECK_EQ(fx->len, fx->params_off + 4 * fx->net.num_params + 4);
 }
 
-static void fix_crc(unsigned char *b, size_t len) { nn_put_u32(b + len - 4, nn_crc32(b, len - 4)); }
+static void fix_crc(unsigned char *b, size_t len) { nn_put_u32(b + len - 4, flowpic_crc32(0, b, len - 4)); }
 
 /* loads fx->bad (len bytes) and checks the code, the offset and a word of the reason */
 static void expect_reject(model_fixture *fx, size_t len, flowpic_result code, uint64_t offset, const char *word, int line)
