@@ -108,17 +108,7 @@ static double max_abs(const float *a, size_t n)
 
 /* ------------------------------------------------------------------ FPV reader */
 
-uint32_t crc32_fpv(const unsigned char *p, size_t n);
-uint32_t crc32_fpv(const unsigned char *p, size_t n)
-{
-    uint32_t c = 0xFFFFFFFFu;
-    int k;
-    while (n--) {
-        c ^= *p++;
-        for (k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
-    }
-    return c ^ 0xFFFFFFFFu;
-}
+/* The .fpv files use zlib's CRC-32, as flowpic's own files do: flowpic_crc32. */
 
 enum { FPV_F32 = 1, FPV_F64 = 2, FPV_I32 = 3, FPV_U8 = 4 };
 
@@ -230,7 +220,7 @@ static int fpv_parse(fpv_file *f, unsigned char *data, size_t size)
     if ((uint32_t)f->count != declared) FPV_FAIL("record count %d != header %u", f->count, (unsigned)declared);
     if (size - pos < 5) FPV_FAIL("offset %zu: truncated CRC", pos + 1);
     if (size - pos > 5) FPV_FAIL("offset %zu: %zu trailing bytes after the CRC", pos + 5, size - pos - 5);
-    crc = crc32_fpv(data, pos + 1);
+    crc = flowpic_crc32(0, data, pos + 1);
     if (rd_u32(data + pos + 1) != crc) FPV_FAIL("offset %zu: CRC mismatch: stored %08x computed %08x", pos + 1,
                                               (unsigned)rd_u32(data + pos + 1), (unsigned)crc);
     return 1;
@@ -687,7 +677,7 @@ static void test_fpv_reader(void)
     size_t n;
     snprintf(path, sizeof path, "%s/mini32_eval_b4_m5.fpv", vectors_dir());
     if (!fpv_load(&f, path)) { fail_msg(__FILE__, __LINE__, "%s", f.err); return; }
-    CHECK(crc32_fpv((const unsigned char *)"123456789", 9) == 0xCBF43926u);
+    CHECK(flowpic_crc32(0, (const unsigned char *)"123456789", 9) == 0xCBF43926u);
     n = f.size;
     copy = (unsigned char *)xmalloc(n + 1);
 #define TRY_DAMAGED(len, edit, expect) do { memcpy(copy, f.data, n); edit; \
