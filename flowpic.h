@@ -851,6 +851,11 @@ FLOWPIC_DEF flowpic_result flowpic_model_load(flowpic_model *m, const char *path
 #include <assert.h>
 #define FLOWPIC_ASSERT(x) assert(x)
 #endif
+#ifdef __cplusplus
+#define FLOWPIC_RESTRICT __restrict /* the implementation also compiles as C++ */
+#else
+#define FLOWPIC_RESTRICT restrict
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -2708,7 +2713,7 @@ static int nn_thread_id(void)
 
 /* Dot product with 8 independent partial sums (so the compiler can vectorise it without
  * reassociating) reduced in a fixed order: the result depends only on the inputs. */
-static float nn_dot(const float *restrict a, const float *restrict b, int n)
+static float nn_dot(const float *FLOWPIC_RESTRICT a, const float *FLOWPIC_RESTRICT b, int n)
 {
     float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
     float s;
@@ -2722,7 +2727,7 @@ static float nn_dot(const float *restrict a, const float *restrict b, int n)
 
 /* y[i] += a * x[i]: fixed-width chunks so that -O2 vectorises it (same result as the plain
  * loop: each element sees the same two operations). */
-static void nn_axpy(float *restrict y, float a, const float *restrict x, int n)
+static void nn_axpy(float *FLOWPIC_RESTRICT y, float a, const float *FLOWPIC_RESTRICT x, int n)
 {
     int i = 0, v;
     for (; i + 16 <= n; i += 16)
@@ -3503,7 +3508,7 @@ static void nn_conv_forward_rows(const nn_conv_geom *g, const float *wt, const f
                         const float *wk = wt + (size_t)((ic * g->k + ky) * g->k) * (size_t)g->ocp + (size_t)oc0;
                         if (slot_zero[(r0 + ky) % g->slots]) continue;
                         for (kx = 0; kx < g->k; kx++) {
-                            const float *restrict src = row + g->koff[kx];
+                            const float *FLOWPIC_RESTRICT src = row + g->koff[kx];
                             const float *w = wk + (size_t)kx * (size_t)g->ocp;
                             const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4];
                             NN_LANES
@@ -3601,7 +3606,7 @@ static void nn_conv_backward_rows(const nn_conv_geom *g, const float *wt, const 
                             const float *d2 = d1 + owv, *d3 = d2 + owv, *d4 = d3 + owv;
                             if (slot_zero[r % g->slots]) continue;
                             for (ox0 = 0; ox0 < g->owv; ox0 += NN_V) {
-                                const float *restrict sp = src + ox0;
+                                const float *FLOWPIC_RESTRICT sp = src + ox0;
                                 NN_LANES
                                 for (v = 0; v < NN_V; v++) {
                                     const float sv = sp[v];
@@ -3630,7 +3635,7 @@ static void nn_conv_backward_rows(const nn_conv_geom *g, const float *wt, const 
                             for (v = 0; v < NN_V; v++) a[v] = 0.0f;
                             for (oc = 0; oc < g->oc; oc++) {
                                 const float wo = wcol[oc];
-                                const float *restrict dr = dr0 + (size_t)oc * owv + (size_t)ox0;
+                                const float *FLOWPIC_RESTRICT dr = dr0 + (size_t)oc * owv + (size_t)ox0;
                                 NN_LANES
                                 for (v = 0; v < NN_V; v++) a[v] += wo * dr[v];
                             }

@@ -24,7 +24,7 @@
 #   BENCH_SIZE=1G           size of the generated capture (K/M/G = 1024^n), e.g. 256M for a quick run
 #   BENCH_DIR=/tmp/flowpic-bench   where the capture, its .ref, the data set, the anchor binary and results go
 #   BENCH_RUNS=5            timed runs per command (plus 1 warm-up)
-#   BENCH_REQUIRE=0         1: a missing prerequisite (python3/numpy) is an error, not a skip
+#   BENCH_REQUIRE=0         1: a missing prerequisite (python3/numpy; part nn: torch) is an error, not a skip
 #   BENCH_TIMER=auto        auto (hyperfine if installed), hyperfine, or loop (date +%s%N fallback)
 #   BENCH_PYTHON=/usr/bin/python3  the Python that runs gen_pcap.py (needs NumPy)
 #   SHARED=../shared        the shared directory (relative to the repository top, or absolute)
@@ -197,9 +197,8 @@ GENSTATS=$BENCH_DIR/big-$SIZE_TAG.gen     # gen_pcap's stdout: packet counts per
 ANCHOR=$BENCH_DIR/libpcap_ingest
 FPDS=$BENCH_DIR/big-$SIZE_TAG.fpds        # the data set flowpic extract writes (kept after the run)
 OUT=$BENCH_DIR/results-$SIZE_TAG          # per-run scratch: outputs, timings, hyperfine exports
-SUMMARY=$OUT/summary.txt
-mkdir -p "$OUT" || die "cannot create $OUT"
-: > "$SUMMARY"
+SUMMARY=$OUT/summary.txt                  # part ingest's summary lines (part nn: results-nn/summary.txt)
+NN_OUT=$BENCH_DIR/results-nn              # part nn/mini: binaries, data set, pictures, outputs, summary
 
 [ -x "$FLOWPIC" ] || die "$TOP/flowpic not built: run 'make flowpic' (or 'make bench')"
 
@@ -551,3 +550,237 @@ part_ingest() {
              printf "# target dataset_bytes_per_packet <= 8: %s (%s)\n", ($2 <= 8 ? "met" : "NOT met"), $2 }' "$SUMMARY"
     note "details in $OUT"
 }
+
+# ---------------------------------------------------------------- part nn (and mini)
+#
+# The CNN, flowpic against PyTorch (../shared/bench/torch_lenet.py), on the SAME pictures:
+#   1. flowpic extract --labels LABELS.tsv of every capture in $SHARED/data -> results-nn/shared.fpds;
+#   2. bench_nn --export: BENCH_NN_PICTURES blocks evenly spaced over that data set, built at 1500 x 1500
+#      (raw counts), as int32 (picture, row, column, count) + labels; $BENCH_PYTHON + NumPy packs them
+#      into torch_lenet.py's sparse .npz (idx, row, col, val, label);
+#   3. per thread count (BENCH_NN_THREADS) and net: bench_nn (1 thread: built without OpenMP; n: with
+#      -fopenmp and OMP_NUM_THREADS=n), then torch_lenet.py --threads n, alternately, each for
+#      BENCH_NN_SECONDS per figure after its warm-up (see tests/bench_nn.c for the schedule: the same
+#      as torch_lenet.py's). torch_lenet.py's stderr line "pictures N, nonzero/picture (at 1500) min A
+#      median B max C" must match bench_nn's: the check that both measured the same pictures.
+# Summary lines (name value unit torch_value ratio; ratio = flowpic / torch; <net> full, mini32, mini64;
+# tN = N threads on both sides):
+#   train_<net>_sps_tN            samples/s   flowpic: render the batch + zero_grad + forward (train) + loss +
+#                                             backward + Adam, batch 128; torch: the step on a prebuilt dense batch
+#   train_<net>_compute_sps_tN    samples/s   flowpic without the render (like for like with torch)
+#   infer1_<net>_pps_tN, infer1_<net>_compute_pps_tN        pictures/s, batch 1, eval mode (same split)
+#   infer128_<net>_pps_tN, infer128_<net>_compute_pps_tN    pictures/s, batch 128
+#   render_<net>_pps_tN           pictures/s  flowpic_picture_render (serial) against torch_lenet.py's densify
+#   peak_rss_<net>_tN             MB          ru_maxrss of the whole process (10^6 bytes; torch's MiB converted)
+# Without torch (or NumPy) the torch columns are "-" and a SKIPPED line says why.
+
+# nn_fig FILE NAME: the value of the `NAME value unit` line in FILE, "-" when there is none.
+nn_fig() {
+    if [ -r "$1" ]; then
+        awk -v k="$2" '$1 == k { v = $2 } END { print (v == "" ? "-" : v) }' "$1"
+    else
+        echo -
+    fi
+}
+
+# mib2mb MIB: torch_lenet.py's "MB" (ru_maxrss / 1024, i.e. MiB) in MB of 10^6 bytes; "-" passes through.
+mib2mb() {
+    if [ "$1" = - ]; then echo -; else awk -v m="$1" 'BEGIN { printf "%.6f", m * 1048576 / 1e6 }'; fi
+}
+
+# nn_run TAG CMD...: CMD's stdout to $NN_OUT/TAG.txt, stderr to TAG.err; wall/user/sys to TAG.time
+# (GNU time, when there is one). Returns CMD's status.
+nn_run() {
+    tag=$1
+    shift
+    rm -f "$NN_OUT/$tag.time"
+    if [ "$HAVE_TIME" = 1 ]; then
+        /usr/bin/time -f '%e %U %S' -o "$NN_OUT/$tag.time" "$@" > "$NN_OUT/$tag.txt" 2> "$NN_OUT/$tag.err"
+    else
+        "$@" > "$NN_OUT/$tag.txt" 2> "$NN_OUT/$tag.err"
+    fi
+}
+
+# nn_cpu TAG THREADS: "wall W s, CPU C %" of a run; a note when a 1-thread run got less than 85 % of a CPU.
+nn_cpu() {
+    [ -s "$NN_OUT/$1.time" ] || return 0
+    tail -n 1 "$NN_OUT/$1.time" | awk -v t="$1" -v n="$2" '{
+        s = ($2 + $3) / $1
+        printf "# %-18s wall %.1f s, user %.1f s, sys %.1f s: %.0f %% of a CPU\n", t, $1, $2, $3, 100 * s
+        if (n == 1 && s < 0.85)
+            printf "# note: %s got %.0f%% of a CPU: the machine was busy, its figures are too low\n", t, 100 * s
+    }'
+}
+
+# nn_pictures_line FILE: "pictures N, nonzero/picture (at 1500) min A median B max C" from bench_nn's output.
+nn_pictures_line() {
+    printf 'pictures %s, nonzero/picture (at 1500) min %s median %s max %s\n' "$(nn_fig "$1" flowpic_pictures_full)" \
+        "$(nn_fig "$1" flowpic_nnz_min_full)" "$(nn_fig "$1" flowpic_nnz_median_full)" "$(nn_fig "$1" flowpic_nnz_max_full)"
+}
+
+part_nn() {
+    nets=$1
+    SUMMARY=$NN_OUT/summary.txt
+    mkdir -p "$NN_OUT" || die "cannot create $NN_OUT"
+    : > "$SUMMARY"
+    echo "# flowpic bench, part nn: the CNN (tests/bench_nn.c) against PyTorch (torch_lenet.py) on the same pictures"
+    echo "#   from $SHARED_DIR/data: training samples/s (batch 128, forward + backward + Adam) and inference pictures/s"
+    echo "#   (batch 1 and 128); nets: $nets; threads: $BENCH_NN_THREADS"
+    [ -r /proc/loadavg ] && note "load average before part nn: $(cut -d' ' -f1-3 /proc/loadavg)"
+    CC=${CC:-cc}
+    if ! have "$CC"; then
+        echo "SKIPPED bench nn: no C compiler '$CC' to build tests/bench_nn.c"
+        return 0
+    fi
+    HAVE_TIME=0
+    if [ -x /usr/bin/time ] && /usr/bin/time -f %M -o "$NN_OUT/time-probe.txt" true 2>/dev/null; then
+        HAVE_TIME=1
+    else
+        note "no GNU /usr/bin/time: CPU shares not reported (apt-get install time)"
+    fi
+
+    # bench_nn: -O2 as the Makefile; warnings shown, not fatal (flowpic.h may be mid-edit).
+    NN_BIN=$NN_OUT/bench_nn NN_BIN_OMP=
+    "$CC" -std=c99 -O2 -Wall -Wextra -I. -o "$NN_BIN" tests/bench_nn.c -lm > "$NN_OUT/build.txt" 2>&1 ||
+        { cat "$NN_OUT/build.txt" >&2; die "cannot build tests/bench_nn.c (output above)"; }
+    for t in $BENCH_NN_THREADS; do
+        [ "$t" -gt 1 ] || continue
+        if "$CC" -std=c99 -O2 -Wall -Wextra -fopenmp -I. -o "$NN_OUT/bench_nn_omp" tests/bench_nn.c -lm \
+               > "$NN_OUT/build-omp.txt" 2>&1; then
+            NN_BIN_OMP=$NN_OUT/bench_nn_omp
+        else
+            note "cannot build bench_nn with -fopenmp: flowpic's multi-thread figures skipped ($(head -n 1 "$NN_OUT/build-omp.txt"))"
+        fi
+        break
+    done
+
+    # The pictures: every capture of shared/data (sorted: the block order picks the pictures), labelled.
+    DATA=$SHARED_DIR/data
+    [ -r "$DATA/LABELS.tsv" ] || die "$DATA/LABELS.tsv not found (set SHARED=...)"
+    find "$DATA" \( -name '*.pcap' -o -name '*.pcapng' \) -type f | LC_ALL=C sort > "$NN_OUT/captures.txt"
+    set --
+    while IFS= read -r f; do set -- "$@" "$f"; done < "$NN_OUT/captures.txt"
+    [ $# -gt 0 ] || die "no captures under $DATA"
+    "$FLOWPIC" extract --no-progress --labels "$DATA/LABELS.tsv" -o "$NN_OUT/shared.fpds" "$@" \
+        > "$NN_OUT/extract.txt" 2>&1 || { cat "$NN_OUT/extract.txt" >&2; die "flowpic extract of $DATA failed"; }
+    note "data set: $(head -n 1 "$NN_OUT/extract.txt")"
+    nn_run export "$NN_BIN" --pictures "$BENCH_NN_PICTURES" --export "$NN_OUT/pictures" "$NN_OUT/shared.fpds" ||
+        { cat "$NN_OUT/export.err" >&2; die "bench_nn --export failed"; }
+    CLASSES=$(nn_fig "$NN_OUT/export.txt" flowpic_classes)
+    PICS_LINE=$(nn_pictures_line "$NN_OUT/export.txt")
+    note "pictures: $(nn_fig "$NN_OUT/export.txt" flowpic_pictures_full) blocks evenly spaced over the data set, at 1500 x 1500," \
+         "raw counts, $CLASSES classes; $PICS_LINE"
+
+    # The anchor: Debian's Python with NumPy and torch. Missing: flowpic's figures alone, ratio "-".
+    HAVE_TORCH=0
+    TORCH_SRC=$SHARED_DIR/bench/torch_lenet.py
+    if [ ! -r "$TORCH_SRC" ]; then
+        echo "SKIPPED torch anchor: $TORCH_SRC not found (set SHARED=...); flowpic's figures only"
+    elif [ ! -x "$PY" ] || ! "$PY" -c 'import numpy, torch' 2> "$NN_OUT/torch-probe.txt"; then
+        echo "SKIPPED torch anchor: $PY cannot import numpy and torch (install: apt-get install python3-numpy python3-torch);" \
+             "flowpic's figures only"
+    elif ! "$PY" -c '
+import sys
+import numpy as np
+p = sys.argv[1]
+a = np.load(p + ".sparse.npy")
+np.savez(p + ".npz", idx=a[:, 0], row=a[:, 1], col=a[:, 2], val=a[:, 3].astype(np.float32),
+         label=np.load(p + ".labels.npy"))' "$NN_OUT/pictures" 2> "$NN_OUT/npz.err"; then
+        cat "$NN_OUT/npz.err" >&2
+        die "cannot write $NN_OUT/pictures.npz"
+    else
+        HAVE_TORCH=1
+    fi
+    if [ "$HAVE_TORCH" = 0 ] && [ "$BENCH_REQUIRE" = 1 ]; then
+        echo "bench: FAILED (BENCH_REQUIRE=1 and the torch anchor cannot run)" >&2
+        exit 1
+    fi
+    if [ "$HAVE_TORCH" = 1 ]; then
+        note "anchor: $TORCH_SRC, torch $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)," \
+             "input $NN_OUT/pictures.npz (the same pictures, sparse)"
+    fi
+
+    for t in $BENCH_NN_THREADS; do
+        if [ "$t" = 1 ]; then
+            bin=$NN_BIN
+        else
+            bin=$NN_BIN_OMP
+            if [ "$t" -gt "$(nproc 2>/dev/null || echo 1)" ]; then
+                note "threads $t > nproc $(nproc 2>/dev/null): measured anyway, oversubscribed"
+            fi
+        fi
+        for net in $nets; do
+            case $net in
+                full)   sec=$BENCH_NN_SECONDS torch_net="--net full" ;;
+                mini32) sec=$BENCH_NN_MINI_SECONDS torch_net="--net mini --res 32" ;;
+                mini64) sec=$BENCH_NN_MINI_SECONDS torch_net="--net mini --res 64" ;;
+            esac
+            fp=flowpic-$net-t$t tc=torch-$net-t$t
+            rm -f "$NN_OUT/$fp.txt" "$NN_OUT/$tc.txt"
+            if [ -n "$bin" ]; then
+                nn_run "$fp" env OMP_NUM_THREADS="$t" "$bin" --net "$net" --pictures "$BENCH_NN_PICTURES" \
+                    --seconds "$sec" "$NN_OUT/shared.fpds" ||
+                    { cat "$NN_OUT/$fp.err" >&2; die "bench_nn --net $net failed (threads $t)"; }
+                got=$(nn_fig "$NN_OUT/$fp.txt" flowpic_threads)
+                [ "$got" = "$t" ] || note "WARNING: $fp ran with $got threads, not $t"
+                nn_cpu "$fp" "$t"
+            fi
+            if [ "$HAVE_TORCH" = 1 ]; then
+                # shellcheck disable=SC2086 # torch_net is two or four words
+                nn_run "$tc" "$PY" "$TORCH_SRC" $torch_net --input "$NN_OUT/pictures.npz" --classes "$CLASSES" \
+                    --threads "$t" --seconds "$sec" ||
+                    { cat "$NN_OUT/$tc.err" >&2; die "torch_lenet.py $torch_net failed (threads $t)"; }
+                # Same pictures, or the comparison means nothing.
+                if ! grep -qF "$PICS_LINE" "$NN_OUT/$tc.err"; then
+                    echo "bench: FAIL: torch_lenet.py did not get the pictures bench_nn exported:" >&2
+                    echo "bench:   bench_nn: $PICS_LINE" >&2
+                    echo "bench:   torch:    $(grep '^# torch' "$NN_OUT/$tc.err")" >&2
+                    exit 1
+                fi
+                nn_cpu "$tc" "$t"
+            fi
+            F=$NN_OUT/$fp.txt T=$NN_OUT/$tc.txt
+            summary "train_${net}_sps_t$t" "$(nn_fig "$F" "flowpic_train_$net")" samples/s "$(nn_fig "$T" "torch_train_$net")" 1
+            summary "train_${net}_compute_sps_t$t" "$(nn_fig "$F" "flowpic_train_compute_$net")" samples/s "$(nn_fig "$T" "torch_train_$net")" 1
+            summary "infer1_${net}_pps_t$t" "$(nn_fig "$F" "flowpic_infer1_$net")" pictures/s "$(nn_fig "$T" "torch_infer1_$net")" 1
+            summary "infer1_${net}_compute_pps_t$t" "$(nn_fig "$F" "flowpic_infer1_compute_$net")" pictures/s "$(nn_fig "$T" "torch_infer1_$net")" 1
+            summary "infer128_${net}_pps_t$t" "$(nn_fig "$F" "flowpic_infer128_$net")" pictures/s "$(nn_fig "$T" "torch_infer128_$net")" 1
+            summary "infer128_${net}_compute_pps_t$t" "$(nn_fig "$F" "flowpic_infer128_compute_$net")" pictures/s "$(nn_fig "$T" "torch_infer128_$net")" 1
+            summary "render_${net}_pps_t$t" "$(nn_fig "$F" "flowpic_render_$net")" pictures/s "$(nn_fig "$T" "torch_densify_$net")" 0
+            summary "peak_rss_${net}_t$t" "$(nn_fig "$F" "flowpic_peak_rss_$net")" MB "$(mib2mb "$(nn_fig "$T" "torch_peak_rss_$net")")" 0
+        done
+    done
+    [ -r /proc/loadavg ] && note "load average after part nn: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# summary: name value unit torch_value ratio (ratio = flowpic / torch: > 1 means flowpic is faster;"
+    echo "#   peak_rss: > 1 means flowpic uses more). flowpic's train / infer figures INCLUDE rendering the dense input"
+    echo "#   from sparse pictures, torch's do not (prebuilt dense batches); the *_compute_* lines leave the render out."
+    echo "#   A value '-' is a figure that was not measured."
+    cat "$SUMMARY"
+    note "details in $NN_OUT"
+}
+
+# ---------------------------------------------------------------- main
+
+note "date $(date '+%Y-%m-%d %H:%M:%S %z'), host $(uname -srm), nproc $(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)"
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)
+[ -n "$cpu" ] && note "cpu: $cpu"
+[ -r /proc/loadavg ] && note "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) (other busy processes distort the figures)"
+note "flowpic: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- 2>/dev/null || echo ' + uncommitted changes'), $($FLOWPIC --version 2>/dev/null | head -n 1)"
+note "parts: $BENCH_PARTS"
+
+# Each part in a subshell: a skip (exit 0) or an error (exit 1) ends that part only.
+status=0
+nn_nets=
+for part in $BENCH_PARTS; do
+    case $part in
+        nn) nn_nets="$nn_nets full" ;;
+        mini) nn_nets="$nn_nets mini32 mini64" ;;
+    esac
+done
+case " $BENCH_PARTS " in
+    *' ingest '*) ( part_ingest ) || status=1 ;;
+esac
+if [ -n "$nn_nets" ]; then
+    ( part_nn "${nn_nets# }" ) || status=1
+fi
+exit $status

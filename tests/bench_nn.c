@@ -28,7 +28,8 @@
  *             0 .. min(B, 16)-1; 3 warm-up calls, then at least 5 and --seconds.
  *   inferB    flowpic_net_predict on the same two batches as train; 1 warm-up, at least 3.
  * Inference runs after training, on the trained net (torch_lenet.py does the same). Each phase
- * has its own workspace (train: FLOWPIC_WS_TRAIN at B; infer1: batch 1; inferB: B), freed after it.
+ * has its own workspace (train: FLOWPIC_WS_TRAIN at B; infer1: batch 1; inferB: B), freed after it;
+ * one dense input buffer of B pictures serves all three (torch_lenet.py keeps 2 dense batches).
  *
  * Every step first renders its dense input from the sparse pictures (flowpic_picture_render,
  * one picture after the other, as flowpic_train_epoch / flowpic_predict_blocks do), so the main
@@ -73,6 +74,7 @@ typedef struct bench {
     int *labels;           /* [n] */
     double seconds;
     uint64_t seed;
+    float *x;              /* dense input, batch x res x res, shared by the phases (faulted in once) */
     double render_s;       /* render time and pictures over the train phase */
     size_t rendered;
 } bench;
@@ -162,8 +164,7 @@ static void report(const char *what, const bench *b, double count, double total_
 static void phase_train(bench *b, flowpic_net *net, flowpic_rng *rng)
 {
     flowpic_workspace ws;
-    size_t px = (size_t)b->res * b->res;
-    float *x = (float *)xmalloc(px * (size_t)b->batch * sizeof(float));
+    float *x = b->x;
     size_t *ids = (size_t *)xmalloc((size_t)b->batch * sizeof *ids);
     int *labels = (int *)xmalloc((size_t)b->batch * sizeof *labels);
     double t0 = 0.0, compute = 0.0, elapsed = 0.0;
@@ -193,7 +194,6 @@ static void phase_train(bench *b, flowpic_net *net, flowpic_rng *rng)
     printf("# train: loss %.4f after the first step, %.4f after step %ld\n", (double)first_loss, (double)loss, k + 1);
     report("train", b, (double)timed * b->batch, elapsed, compute, "samples/s", timed, minor_faults() - faults);
     flowpic_workspace_free(&ws);
-    free(x);
     free(ids);
     free(labels);
 }
@@ -202,8 +202,7 @@ static void phase_train(bench *b, flowpic_net *net, flowpic_rng *rng)
 static void phase_infer(bench *b, const flowpic_net *net, int batch)
 {
     flowpic_workspace ws;
-    size_t px = (size_t)b->res * b->res;
-    float *x = (float *)xmalloc(px * (size_t)batch * sizeof(float));
+    float *x = b->x;
     size_t *ids = (size_t *)xmalloc((size_t)b->batch * sizeof *ids);
     int warm = batch == 1 ? 3 : 1, min_iters = batch == 1 ? 5 : 3;
     size_t singles = b->n < 16 ? b->n : 16;
@@ -229,7 +228,6 @@ static void phase_infer(bench *b, const flowpic_net *net, int batch)
     snprintf(what, sizeof what, "infer%d", batch);
     report(what, b, (double)timed * batch, elapsed, compute, "pictures/s", timed, minor_faults() - faults);
     flowpic_workspace_free(&ws);
-    free(x);
     free(ids);
 }
 
@@ -418,6 +416,7 @@ int main(int argc, char **argv)
         fflush(stdout);
 
         flowpic_rng_seed(&rng, b.seed);
+        b.x = (float *)xmalloc((size_t)b.res * b.res * (size_t)b.batch * sizeof(float));
         check("net", flowpic_net_init(&net, b.arch, (int)b.res, b.n_classes));
         flowpic_net_init_glorot(&net, &rng);
         if (strstr(only, "train")) {
@@ -430,6 +429,7 @@ int main(int argc, char **argv)
         if (strstr(only, "inferB")) phase_infer(&b, &net, b.batch);
         printf("flowpic_peak_rss_%s %.1f MB\n", b.net_name, peak_rss_mb());
         flowpic_net_free(&net);
+        free(b.x);
     }
     for (i = 0; i < b.n; i++) flowpic_picture_free(&b.pics[i]);
     free(b.pics);
