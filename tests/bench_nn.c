@@ -27,7 +27,9 @@
  *   infer1    flowpic_net_predict (eval mode + softmax) on one picture, cycling over pictures
  *             0 .. min(B, 16)-1; 3 warm-up calls, then at least 5 and --seconds.
  *   inferB    flowpic_net_predict on the same two batches as train; 1 warm-up, at least 3.
- * Inference runs after training, on the trained net (torch_lenet.py does the same). Each phase
+ * Inference runs after training, on the trained net (torch_lenet.py does the same; without the
+ * train phase the net keeps its zero initial biases, empty rows stay empty after conv1 + ReLU, the
+ * zero-row skip removes more work, and inference looks 1.5x faster than it is). Each phase
  * has its own workspace (train: FLOWPIC_WS_TRAIN at B; infer1: batch 1; inferB: B), freed after it;
  * one dense input buffer of B pictures serves all three (torch_lenet.py keeps 2 dense batches).
  *
