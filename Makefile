@@ -15,7 +15,7 @@ ALL_CFLAGS = $(WARN) $(OPT) $(OMPFLAG) $(CFLAGS)
 LDLIBS  = -lm
 HEADERS = flowpic.h pcap_lite.h
 TEST_SRC = tests/run_tests.c tests/test_pcap.c tests/test_flows.c tests/test_blocks.c tests/test_dataset.c tests/capbuild.c tests/impl.c
-FUZZ_TARGETS = pcap dataset model
+FUZZ_TARGETS ?= pcap dataset model
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
 BUILD   = build
 
@@ -72,7 +72,7 @@ test-oracle: flowpic
 	sh tests/oracle_tshark.sh
 	sh tests/oracle_labels.sh
 
-# libFuzzer (clang): make fuzz FUZZ_SECONDS=600
+# libFuzzer (clang): make fuzz FUZZ_SECONDS=600 [FUZZ_TARGETS=model]
 FUZZ_SECONDS ?= 60
 # New inputs go to build/fuzz-corpus; crashes to build/ (copy them into tests/fuzz/corpus/pcap
 # so that `make test` replays them). Seeds: the committed corpus and the shared captures.
@@ -80,7 +80,8 @@ fuzz:
 	for t in $(FUZZ_TARGETS); do \
 	    mkdir -p $(BUILD)/fuzz-corpus-$$t && \
 	    clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -o $(BUILD)/fuzz_$$t tests/fuzz/fuzz_$$t.c && \
-	    $(BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -artifact_prefix=$(BUILD)/$$t- \
+	    $(BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=$$([ $$t = model ] && echo 400000 || echo 65536) \
+	        -artifact_prefix=$(BUILD)/$$t- \
 	        $(BUILD)/fuzz-corpus-$$t tests/fuzz/corpus/$$t || exit 1; done
 
 demo: flowpic
