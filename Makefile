@@ -34,11 +34,13 @@ $(BUILD)/fuzz_replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/replay.c $(LDLIBS)
 
-# The unit tests and the fuzz corpus under AddressSanitizer + UndefinedBehaviorSanitizer.
+# The unit tests, the network tests and the fuzz corpora under ASan + UBSan.
 test-sanitize: $(TEST_SRC) $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/run_tests_san $(TEST_SRC) $(LDLIBS)
 	$(BUILD)/run_tests_san
+	$(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/test_nn_san tests/test_nn.c $(LDLIBS)
+	$(BUILD)/test_nn_san
 	for t in $(FUZZ_TARGETS); do \
 	    $(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/fuzz_replay_san_$$t tests/fuzz/fuzz_$$t.c tests/fuzz/replay.c $(LDLIBS) && \
 	    $(BUILD)/fuzz_replay_san_$$t tests/fuzz/corpus/$$t || exit 1; done
