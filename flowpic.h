@@ -1914,7 +1914,13 @@ static uint64_t flowpic__get_varint(flowpic__in *in, size_t end)
             return 0;
         }
         v |= (uint64_t)(b & 0x7Fu) << shift;
-        if (!(b & 0x80u)) break;
+        if (!(b & 0x80u)) {
+            if (b == 0 && shift > 0) { /* one encoding per value: no padding bytes */
+                flowpic__in_fail(in, start, "number not in its shortest form", 0, 0);
+                return 0;
+            }
+            break;
+        }
         shift += 7;
     }
     return v;
@@ -1996,7 +2002,10 @@ static flowpic_result flowpic__get_header(flowpic__in *in, flowpic_dataset *ds, 
     c->bidirectional = (int)((flags >> 16) & 0xFFu);
     c->min_packets = (uint32_t)flowpic__get_le(in, 4);
     c->max_size = (uint32_t)flowpic__get_le(in, 4);
-    flowpic__get_le(in, 4);
+    if (flowpic__get_le(in, 4)) {
+        flowpic__in_fail(in, 20, "reserved field is not zero", 0, 0);
+        return FLOWPIC_ERR_FORMAT;
+    }
     c->block_ns = flowpic__get_le(in, 8);
     c->step_ns = flowpic__get_le(in, 8);
     c->idle_timeout_ns = flowpic__get_le(in, 8);
@@ -2041,7 +2050,7 @@ static flowpic_result flowpic__get_flows(flowpic__in *in, flowpic_dataset *ds, u
         f->key.dport = (uint16_t)flowpic__get_le(in, 2);
         f->key.proto = (uint8_t)flowpic__get_le(in, 1);
         f->key.ip_version = (uint8_t)flowpic__get_le(in, 1);
-        flowpic__get_le(in, 2);
+        if (flowpic__get_le(in, 2)) flowpic__in_fail(in, at + 38, "flow %u: reserved field is not zero", i, 0);
         f->source = (uint32_t)flowpic__get_le(in, 4);
         f->generation = (uint32_t)flowpic__get_le(in, 4);
         if (f->key.ip_version != 4 && f->key.ip_version != 6)
@@ -2073,7 +2082,7 @@ static flowpic_result flowpic__get_blocks(flowpic__in *in, flowpic_dataset *ds, 
         memset(b, 0, sizeof *b);
         b->flow = (uint32_t)flowpic__get_le(in, 4);
         b->label = (uint16_t)flowpic__get_le(in, 2);
-        flowpic__get_le(in, 2);
+        if (flowpic__get_le(in, 2)) flowpic__in_fail(in, at + 6, "block %u: reserved field is not zero", i, 0);
         b->index = (uint32_t)flowpic__get_le(in, 4);
         b->n_packets = (uint32_t)flowpic__get_le(in, 4);
         b->start_ns = flowpic__get_le(in, 8);

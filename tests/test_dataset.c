@@ -196,6 +196,26 @@ void test_dataset_bad_files(void)
     CHECK(rejects(data, size, blocks + 12, 4, 4, blocks + 3 * 32 + 12, "block 3 has more packets than the header"));
     CHECK(rejects(data, size, blocks + 12, 100, 4, blocks + 12, "more packets than the header"));
     CHECK(rejects(data, size, blocks + 24, 3, 4, blocks + 24, "cannot encode its packets"));
+    CHECK(rejects(data, size, 20, 1, 4, 20, "reserved field is not zero"));
+    CHECK(rejects(data, size, flows + 38, 1, 1, flows + 38, "flow 0: reserved field is not zero"));
+    CHECK(rejects(data, size, blocks + 6, 1, 1, blocks + 6, "block 0: reserved field is not zero"));
+    /* a number padded with a zero byte (0x81 0x00 for 1) decodes but is not canonical: the
+     * fuzzer found it breaking "one encoding per data set" */
+    {
+        size_t packets = blocks + 4 * 32, len = size + 1;
+        uint8_t *padded = (uint8_t *)malloc(len);
+        uint32_t bytes0 = (uint32_t)data[blocks + 24];
+        memcpy(padded, data, packets + 1);  /* block 0's first packet: delta 0 (1 byte), size 1 */
+        padded[packets + 1] = 0x81;          /* size 1 as two bytes */
+        padded[packets + 2] = 0x00;
+        memcpy(padded + packets + 3, data + packets + 2, size - packets - 2);
+        padded[blocks + 24] = (uint8_t)(bytes0 + 1);
+        restamp(padded, len);
+        CHECK_EQ(flowpic_dataset_from_memory(&ds, padded, len, &err), FLOWPIC_ERR_FORMAT);
+        CHECK(strstr(err.reason, "shortest form") != 0);
+        CHECK_EQ(err.offset, packets + 1);
+        free(padded);
+    }
     /* a damaged byte anywhere: the checksum */
     data[size / 2] ^= 0x40;
     CHECK_EQ(flowpic_dataset_from_memory(&ds, data, size, &err), FLOWPIC_ERR_FORMAT);
