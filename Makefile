@@ -26,7 +26,7 @@ all: flowpic
 flowpic: examples/flowpic.c $(HEADERS)
 	$(CC) $(ALL_CFLAGS) -o $@ examples/flowpic.c $(LDLIBS)
 
-$(BUILD)/run_tests: $(TEST_SRC) tests/harness.h tests/capbuild.h $(HEADERS)
+$(BUILD)/run_tests: $(TEST_SRC) tests/harness.h tests/capbuild.h tests/restamp.h $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ $(TEST_SRC) $(LDLIBS)
 

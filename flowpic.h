@@ -306,6 +306,9 @@ FLOWPIC_DEF flowpic_result flowpic_picture_build(flowpic_picture *pic, flowpic_p
                                                  uint32_t n, uint32_t res);
 FLOWPIC_DEF flowpic_result flowpic_picture_from_block(flowpic_picture *pic, const flowpic_block *b,
                                                       uint32_t res);
+/* How many of a block's packets its picture counts (the original preset leaves out sizes over
+ * 1500), without building it. */
+FLOWPIC_DEF uint32_t flowpic_picture_packets(flowpic_preset preset, const flowpic_pkt *packets, uint32_t n);
 /* Dense render into out[res * res] (row-major, row 0 first), with a value transform. */
 FLOWPIC_DEF void flowpic_picture_render(const flowpic_picture *pic, flowpic_transform transform, float *out);
 FLOWPIC_DEF float flowpic_transform_value(flowpic_transform transform, uint32_t count);
@@ -1402,6 +1405,19 @@ static int flowpic__cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Whether the preset puts a packet of this size in the picture. */
+static int flowpic__in_picture(flowpic_preset preset, uint32_t size)
+{
+    return preset != FLOWPIC_PRESET_ORIGINAL || size <= 1500;
+}
+
+FLOWPIC_DEF uint32_t flowpic_picture_packets(flowpic_preset preset, const flowpic_pkt *packets, uint32_t n)
+{
+    uint32_t i, m = 0;
+    for (i = 0; i < n; i++) m += (uint32_t)flowpic__in_picture(preset, FLOWPIC_PKT_SIZE(packets[i]));
+    return m;
+}
+
 /* Pixel index of one packet, or UINT32_MAX when the preset leaves it out of the picture.
  * first/span: the original preset's stretch (the window's own first packet and span). */
 static uint32_t flowpic__pixel_index(flowpic_preset preset, uint64_t length_ns, uint32_t res, flowpic_pkt p,
@@ -1409,8 +1425,8 @@ static uint32_t flowpic__pixel_index(flowpic_preset preset, uint64_t length_ns, 
 {
     uint64_t off = FLOWPIC_PKT_OFFSET(p), row, col;
     uint32_t size = FLOWPIC_PKT_SIZE(p);
+    if (!flowpic__in_picture(preset, size)) return UINT32_MAX;
     if (preset == FLOWPIC_PRESET_ORIGINAL) {
-        if (size > 1500) return UINT32_MAX;
         row = (uint64_t)size * res / 1500;
         col = span ? (off - first) * res / span : 0;
     } else if (preset == FLOWPIC_PRESET_TCBENCH) {

@@ -44,6 +44,13 @@ static void fail_usage(const char *cmd, const char *what, const char *arg)
 }
 
 /* "flowpic: FILE: record N, offset M: why" for a reader error. */
+/* "flowpic: invalid value 'V' for --opt" and the pointer to the command's help. */
+static void fail_value(const char *cmd, const char *name, const char *value)
+{
+    fprintf(stderr, "flowpic: invalid value '%s' for %s\n", value, name);
+    fprintf(stderr, "usage: flowpic %s ... (see 'flowpic help %s')\n", cmd, cmd);
+}
+
 static void report_reader_error(const char *path, const pcapl_reader *r)
 {
     const pcapl_error *e = &r->error;
@@ -626,8 +633,7 @@ static int selection_option(const char *cmd, selection *sel, int argc, char **ar
     else if (!strcmp(name, "-o")) sel->output = value, r = 1;
     else r = filter_option(&sel->filter, name, value);
     if (r != 1) {
-        fprintf(stderr, "flowpic: invalid value '%s' for %s\n", value, name);
-        fprintf(stderr, "usage: flowpic %s ... (see 'flowpic help %s')\n", cmd, cmd);
+        fail_value(cmd, name, value);
         return -1;
     }
     return 1;
@@ -762,8 +768,7 @@ static int parse_selection(const char *cmd, selection *sel, int argc, char **arg
         }
         if (extra && i + 1 < argc && (r = extra(extra_user, argv[i], argv[i + 1])) != 0) {
             if (r < 0) {
-                fprintf(stderr, "flowpic: invalid value '%s' for %s\n", argv[i + 1], argv[i]);
-                fail_usage(cmd, "see the options", 0);
+                fail_value(cmd, argv[i], argv[i + 1]);
                 return -1;
             }
             i++;
@@ -881,15 +886,6 @@ static int cmd_extract(int argc, char **argv)
 
 /* ---- blocks ---------------------------------------------------------------------------------- */
 
-/* The packets of a block that are in its picture (the original preset leaves out sizes > 1500). */
-static uint32_t picture_packets(flowpic_preset preset, const flowpic_pkt *pkts, uint32_t n)
-{
-    uint32_t i, m = 0;
-    if (preset != FLOWPIC_PRESET_ORIGINAL) return n;
-    for (i = 0; i < n; i++) m += FLOWPIC_PKT_SIZE(pkts[i]) <= 1500;
-    return m;
-}
-
 static void print_key(const flowpic_key *k)
 {
     char src[46], dst[46];
@@ -906,7 +902,7 @@ static void print_blocks(const flowpic_dataset *ds)
         print_key(&ds->flows[b->flow].key);
         printf("\t%u\t", b->index);
         print_time(stdout, b->start_ns);
-        printf("\t%u\n", picture_packets(ds->config.preset, flowpic_dataset_block_packets(ds, i), b->n_packets));
+        printf("\t%u\n", flowpic_picture_packets(ds->config.preset, flowpic_dataset_block_packets(ds, i), b->n_packets));
     }
 }
 
@@ -939,7 +935,7 @@ static int cmd_blocks(int argc, char **argv)
 /* ---- stats ----------------------------------------------------------------------------------- */
 
 /* Loads and merges data sets; 0 after reporting an error. */
-static int load_datasets(int n, char **paths, flowpic_dataset *ds)
+static int load_datasets(int n, const char *const *paths, flowpic_dataset *ds)
 {
     int i;
     flowpic_dataset_init(ds, 0);
@@ -1015,7 +1011,7 @@ static int cmd_stats(int argc, char **argv)
         fail_usage("stats", "no data set given", 0);
         return EXIT_USAGE;
     }
-    if (!load_datasets(argc - 1, argv + 1, &ds)) return EXIT_RUNTIME;
+    if (!load_datasets(argc - 1, (const char *const *)(argv + 1), &ds)) return EXIT_RUNTIME;
     if (res) {
         int ok = print_pixels(&ds, (uint32_t)res);
         flowpic_dataset_free(&ds);
@@ -1115,7 +1111,7 @@ static int cmd_render(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (is_dataset_file(argv[first])) {
-        if (!load_datasets(1, argv + first, &ds)) status = 1;
+        if (!load_datasets(1, (const char *const *)(argv + first), &ds)) status = 1;
     } else {
         flowpic_dataset_init(&ds, &cfg);
         status = extract_into(&sel, 1, argv + first, &ds, &skipped);
@@ -1275,7 +1271,8 @@ static int cmd_export(int argc, char **argv)
     for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1]; i += 2) { /* every option takes a value */
         int r = i + 1 < argc ? export_option(&o, argv[i], argv[i + 1]) : 0;
         if (r <= 0) {
-            fail_usage("export", r < 0 ? "invalid value for" : "unknown option", argv[i]);
+            if (r < 0) fail_value("export", argv[i], argv[i + 1]);
+            else fail_usage("export", "unknown option", argv[i]);
             return EXIT_USAGE;
         }
     }
@@ -1283,7 +1280,7 @@ static int cmd_export(int argc, char **argv)
         fail_usage("export", o.npy ? "no data set given" : "no output (--npy OUT.npy)", 0);
         return EXIT_USAGE;
     }
-    if (!load_datasets(argc - i, argv + i, &ds)) return EXIT_RUNTIME;
+    if (!load_datasets(argc - i, (const char *const *)(argv + i), &ds)) return EXIT_RUNTIME;
     if (!o.has_transform) o.transform = ds.config.preset == FLOWPIC_PRESET_TCBENCH ? FLOWPIC_VALUE_SCALE : FLOWPIC_VALUE_RAW;
     ok = atomic_open(&a, o.npy) && atomic_close(&a, write_pictures(&ds, &o, &a));
     sibling_path(path, sizeof path, o.npy, "labels.npy");
@@ -1312,7 +1309,6 @@ typedef struct train_options {
     flowpic_transform transform;
     int has_res, has_transform, has_batch, has_epochs, has_val_split;
     int group_by_file, balance, paper_schedule, keep_best, progress;
-    int val_arg; /* argv index of --val's data set */
 } train_options;
 
 static int train_option(train_options *o, const char *name, const char *value)
@@ -1331,7 +1327,7 @@ static int train_option(train_options *o, const char *name, const char *value)
     if (!strcmp(name, "--seed")) return parse_ulong(value, UINT64_MAX, &o->seed) ? 1 : -1;
     if (!strcmp(name, "--threads")) return parse_ulong(value, 256, &o->threads) && o->threads ? 1 : -1;
     if (!strcmp(name, "--val-split")) return (o->has_val_split = parse_double(value, &o->val_split) && o->val_split < 1) ? 1 : -1;
-    if (!strcmp(name, "--val")) return (o->val_path = value) != 0; /* the index is noted by the caller */
+    if (!strcmp(name, "--val")) return (o->val_path = value) != 0;
     if (!strcmp(name, "--group-by")) return !strcmp(value, "file") ? (o->group_by_file = 1) : -1;
     if (!strcmp(name, "-o")) return (o->output = value) != 0;
     return 0;
@@ -1495,9 +1491,9 @@ static int cmd_train(int argc, char **argv)
         int r = train_flag(&o, argv[first]);
         if (r) continue;
         r = first + 1 < argc ? train_option(&o, argv[first], argv[first + 1]) : 0;
-        if (r > 0 && !strcmp(argv[first], "--val")) o.val_arg = first + 1;
         if (r <= 0) {
-            fail_usage("train", r < 0 ? "invalid value for" : "unknown option", argv[first]);
+            if (r < 0) fail_value("train", argv[first], argv[first + 1]);
+            else fail_usage("train", "unknown option", argv[first]);
             return EXIT_USAGE;
         }
         first++;
@@ -1523,7 +1519,7 @@ static int cmd_train(int argc, char **argv)
 #ifdef _OPENMP
     if (o.threads) omp_set_num_threads((int)o.threads);
 #endif
-    if (!load_datasets(argc - first, argv + first, &ds)) return EXIT_RUNTIME;
+    if (!load_datasets(argc - first, (const char *const *)(argv + first), &ds)) return EXIT_RUNTIME;
     if (ds.n_classes < 2 || ds.n_blocks < 2) {
         fprintf(stderr, "flowpic: train: need at least two classes and two blocks (have %u, %llu)\n", ds.n_classes,
                 (unsigned long long)ds.n_blocks);
@@ -1544,9 +1540,7 @@ static int cmd_train(int argc, char **argv)
     val = (size_t *)malloc(ds.n_blocks * sizeof *val);
     labels = (int *)malloc(ds.n_blocks * sizeof *labels);
     if (o.val_path) {
-        char *val_paths[1];
-        val_paths[0] = argv[o.val_arg];
-        if (!load_datasets(1, val_paths, &val_ds)) status = 1;
+        if (!load_datasets(1, &o.val_path, &val_ds)) status = 1;
         else if (!flowpic_prep_accepts(&prep, &val_ds.config)) {
             fprintf(stderr, "flowpic: %s: cut with other block settings than the training data\n", o.val_path);
             status = 1;
@@ -1646,7 +1640,7 @@ static int cmd_eval(int argc, char **argv)
     flowpic_dataset ds;
     flowpic_workspace ws;
     size_t *blocks, n = 0, i, skipped = 0, *conf;
-    int *model_class, json = 0, first = 1;
+    int *model_class, json = 0, first = 1, status = 0;
     float *probs;
     uint32_t c, k;
     double correct = 0, balanced = 0;
@@ -1657,7 +1651,7 @@ static int cmd_eval(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (!load_model(argv[first], &m)) return EXIT_RUNTIME;
-    if (!load_datasets(argc - first - 1, argv + first + 1, &ds)) {
+    if (!load_datasets(argc - first - 1, (const char *const *)(argv + first + 1), &ds)) {
         flowpic_model_free(&m);
         return EXIT_RUNTIME;
     }
@@ -1680,9 +1674,12 @@ static int cmd_eval(int argc, char **argv)
     }
     probs = (float *)malloc((n + 1) * m.n_classes * sizeof *probs);
     conf = (size_t *)calloc((size_t)m.n_classes * m.n_classes, sizeof *conf);
-    if (flowpic_workspace_init(&ws, &m.net, 32, 0) != FLOWPIC_OK || flowpic_predict_blocks(&m, &ws, &ds, blocks, n, probs) != FLOWPIC_OK) {
-        fprintf(stderr, "flowpic: eval: prediction failed\n");
-        return EXIT_RUNTIME;
+    memset(&ws, 0, sizeof ws);
+    if (!probs || !conf || flowpic_workspace_init(&ws, &m.net, 32, 0) != FLOWPIC_OK ||
+        flowpic_predict_blocks(&m, &ws, &ds, blocks, n, probs) != FLOWPIC_OK) {
+        fprintf(stderr, "flowpic: eval: out of memory\n");
+        status = EXIT_RUNTIME;
+        goto done;
     }
     for (i = 0; i < n; i++) {
         const float *p = probs + i * m.n_classes;
@@ -1745,6 +1742,7 @@ static int cmd_eval(int argc, char **argv)
         printf("],\n \"accuracy\": %.4f, \"balanced_accuracy\": %.4f}\n", n ? correct / (double)n : 0.0, present ? balanced / present : 0.0);
     else
         printf("\naccuracy\t%.4f\nbalanced_accuracy\t%.4f\n", n ? correct / (double)n : 0.0, present ? balanced / present : 0.0);
+done:
     flowpic_workspace_free(&ws);
     free(model_class);
     free(blocks);
@@ -1752,7 +1750,7 @@ static int cmd_eval(int argc, char **argv)
     free(conf);
     flowpic_dataset_free(&ds);
     flowpic_model_free(&m);
-    return 0;
+    return status;
 }
 
 /* ---- classify -------------------------------------------------------------------------------- */

@@ -324,6 +324,8 @@ void test_original_preset(void)
     CHECK_EQ(c->n, 1);
     CHECK_EQ(flowpic_picture_from_block(&pic, &c->blocks[0], 1500), FLOWPIC_OK);
     CHECK_EQ(pic.packets, 12);
+    CHECK_EQ(flowpic_picture_packets(FLOWPIC_PRESET_ORIGINAL, c->blocks[0].packets, c->blocks[0].n_packets), 12);
+    CHECK_EQ(flowpic_picture_packets(FLOWPIC_PRESET_PAPER, c->blocks[0].packets, c->blocks[0].n_packets), 13);
     CHECK_EQ(pic.pixels[0].index / 1500, 1499);
     flowpic_picture_free(&pic);
     free(c);

@@ -5,6 +5,7 @@
 
 #include "capbuild.h"
 #include "harness.h"
+#include "restamp.h"
 
 void test_dataset_round_trip(void);
 void test_dataset_merge(void);
@@ -130,15 +131,6 @@ void test_dataset_merge(void)
     flowpic_dataset_free(&m);
 }
 
-/* Re-stamps the CRC after an edit, so that the check behind it is reached. */
-static void restamp(uint8_t *data, size_t size)
-{
-    uint32_t crc = flowpic_crc32(0, data, size - 4);
-    data[size - 4] = (uint8_t)crc;
-    data[size - 3] = (uint8_t)(crc >> 8);
-    data[size - 2] = (uint8_t)(crc >> 16);
-    data[size - 1] = (uint8_t)(crc >> 24);
-}
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -161,7 +153,7 @@ static int rejects(const uint8_t *orig, size_t size, size_t at, uint32_t value, 
     if (width == 4) put32(data + at, value);
     else if (width == 2) data[at] = (uint8_t)value, data[at + 1] = (uint8_t)(value >> 8);
     else data[at] = (uint8_t)value;
-    restamp(data, size);
+    restamp_crc(data, size);
     res = flowpic_dataset_from_memory(&ds, data, size, &err);
     ok = res == FLOWPIC_ERR_FORMAT && err.offset == offset && strstr(err.reason, text) != 0;
     if (!ok) printf("    edit at %zu: %s at offset %llu: %s\n", at, flowpic_result_string(res), (unsigned long long)err.offset, err.reason);
@@ -210,7 +202,7 @@ void test_dataset_bad_files(void)
         padded[packets + 2] = 0x00;
         memcpy(padded + packets + 3, data + packets + 2, size - packets - 2);
         padded[blocks + 24] = (uint8_t)(bytes0 + 1);
-        restamp(padded, len);
+        restamp_crc(padded, len);
         CHECK_EQ(flowpic_dataset_from_memory(&ds, padded, len, &err), FLOWPIC_ERR_FORMAT);
         CHECK(strstr(err.reason, "shortest form") != 0);
         CHECK_EQ(err.offset, packets + 1);
@@ -227,7 +219,7 @@ void test_dataset_bad_files(void)
         uint8_t *longer = (uint8_t *)malloc(size + 4);
         memcpy(longer, data, size - 4);
         memset(longer + size - 4, 0, 4);
-        restamp(longer, size + 4);
+        restamp_crc(longer, size + 4);
         CHECK_EQ(flowpic_dataset_from_memory(&ds, longer, size + 4, &err), FLOWPIC_ERR_FORMAT);
         CHECK(strstr(err.reason, "after the last block") != 0 || strstr(err.reason, "left after") != 0);
         free(longer);
@@ -251,7 +243,7 @@ void test_dataset_every_truncation(void)
         memcpy(copy, data, n);
         CHECK(flowpic_dataset_from_memory(&ds, copy, n, &err) == FLOWPIC_ERR_FORMAT);
         if (n >= 4) {
-            restamp(copy, n);
+            restamp_crc(copy, n);
             CHECK(flowpic_dataset_from_memory(&ds, copy, n, &err) == FLOWPIC_ERR_FORMAT);
         }
         free(copy);

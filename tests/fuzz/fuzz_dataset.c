@@ -5,21 +5,18 @@
 
 #include <stdlib.h>
 
+#include "../restamp.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Half of the inputs get a valid CRC-32, so that mutations reach the parser behind the check. */
 static const uint8_t *with_crc(const uint8_t *data, size_t size, uint8_t **copy)
 {
-    uint32_t crc;
     *copy = 0;
     if (size < 8 || size % 2) return data;
     *copy = (uint8_t *)malloc(size);
     memcpy(*copy, data, size);
-    crc = flowpic_crc32(0, *copy, size - 4);
-    (*copy)[size - 4] = (uint8_t)crc;
-    (*copy)[size - 3] = (uint8_t)(crc >> 8);
-    (*copy)[size - 2] = (uint8_t)(crc >> 16);
-    (*copy)[size - 1] = (uint8_t)(crc >> 24);
+    restamp_crc(*copy, size);
     return *copy;
 }
 

@@ -5,21 +5,21 @@
 
 #include <stdlib.h>
 
+#include "../restamp.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Half of the inputs get a valid length field (offset 16) and CRC-32, so that mutations reach
  * the parser behind those checks. */
 static const uint8_t *with_crc(const uint8_t *data, size_t size, uint8_t **copy)
 {
-    uint32_t crc;
     int i;
     *copy = 0;
     if (size < 28 || size % 2) return data;
     *copy = (uint8_t *)malloc(size);
     memcpy(*copy, data, size);
     for (i = 0; i < 8; i++) (*copy)[16 + i] = (uint8_t)((uint64_t)size >> (8 * i));
-    crc = flowpic_crc32(0, *copy, size - 4);
-    for (i = 0; i < 4; i++) (*copy)[size - 4 + (size_t)i] = (uint8_t)(crc >> (8 * i));
+    restamp_crc(*copy, size);
     return *copy;
 }
 
