@@ -815,6 +815,25 @@ FLOWPIC_DEF flowpic_result flowpic_train_epoch(flowpic_model *m, flowpic_workspa
 FLOWPIC_DEF flowpic_result flowpic_predict_blocks(const flowpic_model *m, flowpic_workspace *ws,
                                                   const flowpic_dataset *ds, const size_t *blocks, size_t n,
                                                   float *probs);
+/* Training-time augmentations of a block's packet series (tcbench's three, and two that make
+ * a model robust to short and thin flows), applied to the (time offset, size) pairs before the
+ * picture is built, in this order; a 0 field is off. */
+typedef struct flowpic_augment {
+    double share;      /* each sample is augmented with this probability (the rest as they are) */
+    double rtt;        /* change RTT: time offsets x U(1 - rtt, 1 + rtt) (tcbench: 0.5) */
+    double shift_s;    /* time shift: offsets + U(-shift_s, shift_s) seconds (tcbench: 1) */
+    double loss_s;     /* packet loss: drop packets within +- loss_s of a random instant (tcbench: 0.1) */
+    double thin;       /* thinning: drop each packet with probability U(0, thin) */
+    double truncate_s; /* truncation: keep the first U(truncate_s, L) seconds of the window */
+} flowpic_augment;
+
+/* 1 when a turns anything on. */
+FLOWPIC_DEF int flowpic_augment_active(const flowpic_augment *a);
+/* Writes the augmented packets of in[0 .. n) (offsets within a window of length_ns) to out
+ * (room for n) and returns how many there are; packets moved outside [0, length_ns) are
+ * dropped, order is kept. out == in is allowed. */
+FLOWPIC_DEF uint32_t flowpic_augment_packets(const flowpic_augment *a, uint64_t length_ns, const flowpic_pkt *in,
+                                             uint32_t n, flowpic_pkt *out, flowpic_rng *rng);
 #ifndef FLOWPIC_NO_STDIO
 FLOWPIC_DEF flowpic_result flowpic_model_save(const flowpic_model *m, const char *path, flowpic_error *err);
 FLOWPIC_DEF flowpic_result flowpic_model_load(flowpic_model *m, const char *path, flowpic_error *err);
@@ -4628,6 +4647,41 @@ FLOWPIC_DEF flowpic_result flowpic_predict_blocks(const flowpic_model *m, flowpi
     flowpic_picture_free(&pic);
     FLOWPIC_FREE(input);
     return res;
+}
+
+FLOWPIC_DEF int flowpic_augment_active(const flowpic_augment *a)
+{
+    return a->share > 0 && (a->rtt > 0 || a->shift_s > 0 || a->loss_s > 0 || a->thin > 0 || a->truncate_s > 0);
+}
+
+/* U(lo, hi) */
+static double flowpic__uniform(flowpic_rng *rng, double lo, double hi)
+{
+    return lo + (hi - lo) * flowpic_rng_uniform(rng);
+}
+
+FLOWPIC_DEF uint32_t flowpic_augment_packets(const flowpic_augment *a, uint64_t length_ns, const flowpic_pkt *in,
+                                             uint32_t n, flowpic_pkt *out, flowpic_rng *rng)
+{
+    double length = (double)length_ns, scale = 1, shift = 0, lost = -1, keep_until = length, drop = 0;
+    uint32_t i, kept = 0;
+    if (!flowpic_augment_active(a) || flowpic_rng_uniform(rng) >= a->share) {
+        if (out != in) memmove(out, in, (size_t)n * sizeof *out);
+        return n;
+    }
+    if (a->rtt > 0) scale = flowpic__uniform(rng, 1 - a->rtt, 1 + a->rtt);
+    if (a->shift_s > 0) shift = flowpic__uniform(rng, -a->shift_s, a->shift_s) * 1e9;
+    if (a->loss_s > 0) lost = flowpic__uniform(rng, 0, length);
+    if (a->thin > 0) drop = flowpic__uniform(rng, 0, a->thin);
+    if (a->truncate_s > 0 && a->truncate_s * 1e9 < length) keep_until = flowpic__uniform(rng, a->truncate_s * 1e9, length);
+    for (i = 0; i < n; i++) {
+        double t = (double)FLOWPIC_PKT_OFFSET(in[i]) * scale + shift;
+        if (t < 0 || t >= keep_until) continue;
+        if (lost >= 0 && fabs(t - lost) <= a->loss_s * 1e9) continue;
+        if (drop > 0 && flowpic_rng_uniform(rng) < drop) continue;
+        out[kept++] = FLOWPIC_PKT((uint64_t)t, FLOWPIC_PKT_SIZE(in[i]));
+    }
+    return kept;
 }
 
 #ifndef FLOWPIC_NO_STDIO

@@ -1299,50 +1299,7 @@ static int cmd_export(int argc, char **argv)
     return ok ? 0 : EXIT_RUNTIME;
 }
 
-/* ---- train ----------------------------------------------------------------------------------- */
-
-typedef struct train_options {
-    flowpic_arch arch;
-    unsigned long long res, epochs, batch, seed, threads;
-    double lr, val_split;
-    const char *val_path, *output;
-    flowpic_transform transform;
-    int has_res, has_transform, has_batch, has_epochs, has_val_split;
-    int group_by_file, balance, paper_schedule, keep_best, progress;
-} train_options;
-
-static int train_option(train_options *o, const char *name, const char *value)
-{
-    if (!strcmp(name, "--net")) {
-        if (!strcmp(value, "full")) o->arch = FLOWPIC_ARCH_FULL;
-        else if (!strcmp(value, "mini")) o->arch = FLOWPIC_ARCH_MINI;
-        else return -1;
-        return 1;
-    }
-    if (!strcmp(name, "--res")) return (o->has_res = parse_ulong(value, FLOWPIC_MAX_RES, &o->res) && o->res) ? 1 : -1;
-    if (!strcmp(name, "--transform")) return (o->has_transform = flowpic_transform_from_name(value, &o->transform)) ? 1 : -1;
-    if (!strcmp(name, "--epochs")) return (o->has_epochs = parse_ulong(value, 100000, &o->epochs) && o->epochs) ? 1 : -1;
-    if (!strcmp(name, "--batch")) return (o->has_batch = parse_ulong(value, 4096, &o->batch) && o->batch) ? 1 : -1;
-    if (!strcmp(name, "--lr")) return parse_double(value, &o->lr) && o->lr > 0 ? 1 : -1;
-    if (!strcmp(name, "--seed")) return parse_ulong(value, UINT64_MAX, &o->seed) ? 1 : -1;
-    if (!strcmp(name, "--threads")) return parse_ulong(value, 256, &o->threads) && o->threads ? 1 : -1;
-    if (!strcmp(name, "--val-split")) return (o->has_val_split = parse_double(value, &o->val_split) && o->val_split < 1) ? 1 : -1;
-    if (!strcmp(name, "--val")) return (o->val_path = value) != 0;
-    if (!strcmp(name, "--group-by")) return !strcmp(value, "file") ? (o->group_by_file = 1) : -1;
-    if (!strcmp(name, "-o")) return (o->output = value) != 0;
-    return 0;
-}
-
-static int train_flag(train_options *o, const char *name)
-{
-    if (!strcmp(name, "--balance")) return o->balance = 1;
-    if (!strcmp(name, "--paper-schedule")) return o->paper_schedule = 1;
-    if (!strcmp(name, "--keep-best")) return o->keep_best = 1;
-    if (!strcmp(name, "--no-keep-best")) return (o->keep_best = 0) == 0;
-    if (!strcmp(name, "--progress")) return o->progress = 1;
-    if (!strcmp(name, "--no-progress")) return (o->progress = 0) == 0;
-    return 0;
-}
+/* ---- sampling and progress ------------------------------------------------------------------ */
 
 /* Fisher-Yates with the one generator. */
 static void shuffle(size_t *v, size_t n, flowpic_rng *rng)
@@ -1353,6 +1310,449 @@ static void shuffle(size_t *v, size_t n, flowpic_rng *rng)
         v[i - 1] = v[j];
         v[j] = t;
     }
+}
+
+static int class_of(const flowpic_dataset *ds, size_t block, const int *model_class)
+{
+    return model_class ? model_class[ds->blocks[block].label] : (int)ds->blocks[block].label;
+}
+
+/* Random undersampling to the smallest class (the paper's balancing); classes are the data
+ * set's labels, or model_class[label] when given. */
+static void balance_blocks(const flowpic_dataset *ds, size_t *blocks, size_t *n, const int *model_class, flowpic_rng *rng)
+{
+    size_t *count = (size_t *)calloc(ds->n_classes + 1, sizeof *count), *kept = (size_t *)calloc(ds->n_classes + 1, sizeof *kept);
+    size_t smallest = (size_t)-1, i, m = 0;
+    uint32_t c;
+    shuffle(blocks, *n, rng);
+    for (i = 0; i < *n; i++) count[class_of(ds, blocks[i], model_class)]++;
+    for (c = 0; c < ds->n_classes; c++)
+        if (count[c] && count[c] < smallest) smallest = count[c];
+    for (i = 0; i < *n; i++) {
+        int l = class_of(ds, blocks[i], model_class);
+        if (kept[l] < smallest) {
+            kept[l]++;
+            blocks[m++] = blocks[i];
+        }
+    }
+    *n = m;
+    free(count);
+    free(kept);
+}
+
+typedef struct train_progress {
+    int on, epoch, epochs;
+    double start, last;
+} train_progress;
+
+static void show_train_progress(void *user, size_t done, size_t total, const flowpic_epoch_stats *s)
+{
+    train_progress *p = (train_progress *)user;
+    double t = now_seconds(), rate;
+    int bar, k;
+    if (!p->on || (done < total && t - p->last < 0.16)) return;
+    p->last = t;
+    rate = t > p->start ? (double)done / (t - p->start) : 0;
+    bar = total ? (int)(20 * done / total) : 20;
+    fprintf(stderr, "\repoch %d/%d [", p->epoch, p->epochs);
+    for (k = 0; k < 20; k++) fputc(k < bar ? '#' : '.', stderr);
+    fprintf(stderr, "] %3.0f%%  loss %.4f  acc %.3f  %.0f samples/s  ETA %.0f s ", 100.0 * (double)done / (double)total,
+            s->loss, s->samples ? (double)s->correct / (double)s->samples : 0.0, rate,
+            rate > 0 ? (double)(total - done) / rate : 0.0);
+}
+
+/* ---- fitting: the training recipe of train and experiment ------------------------------------ */
+
+typedef struct fit_setup {
+    unsigned long long epochs, batch, patience; /* patience 0: run every epoch */
+    double lr;
+    int keep_best;          /* restore the weights of the best validation epoch */
+    int balanced_loss;      /* the validation criterion: mean over classes of each class's mean loss */
+    int oversample;         /* each epoch, repeat random blocks of smaller classes up to the largest */
+    flowpic_augment aug;    /* applied to each training sample, drawn anew every epoch */
+    int progress;           /* a progress bar on stderr */
+    int log;                /* one TSV line per epoch on stdout */
+    const int *model_class; /* data-set label -> model class; NULL: the same */
+} fit_setup;
+
+typedef struct split_scores {
+    double loss, balanced_loss, acc, balanced;
+} split_scores;
+
+/* Loss, balanced loss, accuracy and balanced accuracy of the model on blocks of ds. */
+static int evaluate_split(const flowpic_model *m, flowpic_workspace *ws, const flowpic_dataset *ds, const size_t *blocks,
+                          size_t n, const fit_setup *s, split_scores *out)
+{
+    float *probs = (float *)malloc((n ? n : 1) * m->n_classes * sizeof *probs);
+    size_t i, correct = 0, *hit = (size_t *)calloc(m->n_classes, sizeof *hit), *all = (size_t *)calloc(m->n_classes, sizeof *all);
+    double *class_loss = (double *)calloc(m->n_classes, sizeof *class_loss), sum = 0;
+    uint32_t c, present = 0;
+    int ok = probs && hit && all && class_loss && flowpic_predict_blocks(m, ws, ds, blocks, n, probs) == FLOWPIC_OK;
+    memset(out, 0, sizeof *out);
+    for (i = 0; ok && i < n; i++) {
+        const float *p = probs + i * m->n_classes;
+        int label = class_of(ds, blocks[i], s->model_class);
+        uint32_t best = 0;
+        double ce = -log(p[label] > 1e-30f ? (double)p[label] : 1e-30);
+        for (c = 1; c < m->n_classes; c++)
+            if (p[c] > p[best]) best = c;
+        sum += ce;
+        class_loss[label] += ce;
+        correct += best == (uint32_t)label;
+        all[label]++;
+        hit[label] += best == (uint32_t)label;
+    }
+    for (c = 0; ok && c < m->n_classes; c++)
+        if (all[c]) {
+            present++;
+            out->balanced += (double)hit[c] / (double)all[c];
+            out->balanced_loss += class_loss[c] / (double)all[c];
+        }
+    if (n) {
+        out->loss = sum / (double)n;
+        out->acc = (double)correct / (double)n;
+    }
+    if (present) {
+        out->balanced /= present;
+        out->balanced_loss /= present;
+    }
+    free(probs);
+    free(hit);
+    free(all);
+    free(class_loss);
+    return ok;
+}
+
+/* The blocks of one epoch, in order: train[] shuffled, plus with oversampling random repeats of
+ * each smaller class's blocks up to the largest class's count. Returns the count. */
+static size_t epoch_blocks(const flowpic_dataset *ds, const size_t *train, size_t n, const fit_setup *s, uint32_t classes,
+                           flowpic_rng *rng, size_t *order)
+{
+    size_t i, m = n, *count, *first, *members, largest = 0;
+    uint32_t c;
+    memcpy(order, train, n * sizeof *order);
+    if (s->oversample && (count = (size_t *)calloc(2 * (size_t)classes + 1, sizeof *count)) != 0) {
+        first = count + classes;
+        members = (size_t *)malloc((n + 1) * sizeof *members);
+        for (i = 0; i < n; i++) count[class_of(ds, train[i], s->model_class)]++;
+        for (c = 0; c < classes; c++) {
+            first[c + 1] = first[c] + count[c];
+            if (count[c] > largest) largest = count[c];
+        }
+        for (c = 0; c < classes; c++) count[c] = 0;
+        for (i = 0; members && i < n; i++) {
+            int k = class_of(ds, train[i], s->model_class);
+            members[first[k] + count[k]++] = train[i];
+        }
+        for (c = 0; members && c < classes; c++) {
+            size_t extra;
+            for (extra = count[c]; count[c] && extra < largest; extra++)
+                order[m++] = members[first[c] + (size_t)(flowpic_rng_uniform(rng) * (double)count[c])];
+        }
+        free(members);
+        free(count);
+    }
+    shuffle(order, m, rng);
+    return m;
+}
+
+/* An empty data set cut like ds, with its classes and one flow to hang new blocks on. */
+static int scratch_dataset(const flowpic_dataset *ds, flowpic_dataset *out, uint32_t *flow)
+{
+    uint32_t c, source;
+    uint16_t label;
+    flowpic_key none;
+    int ok = 1;
+    memset(&none, 0, sizeof none);
+    flowpic_dataset_init(out, &ds->config);
+    for (c = 0; ok && c < ds->n_classes; c++) ok = flowpic_dataset_class(out, ds->classes[c], &label) == FLOWPIC_OK;
+    ok = ok && flowpic_dataset_source(out, "scratch", &source) == FLOWPIC_OK &&
+         flowpic_dataset_add_flow(out, &none, source, 0, flow) == FLOWPIC_OK;
+    if (!ok) flowpic_dataset_free(out);
+    return ok;
+}
+
+/* A data set of the augmented packets of blocks[0 .. n) of ds, block i being blocks[i]. */
+static int augment_blocks(const flowpic_dataset *ds, const size_t *blocks, size_t n, const flowpic_augment *aug,
+                          flowpic_rng *rng, flowpic_dataset *out)
+{
+    flowpic_pkt *buf = 0;
+    size_t cap = 0, i;
+    uint32_t flow;
+    int ok = scratch_dataset(ds, out, &flow);
+    for (i = 0; ok && i < n; i++) {
+        const flowpic_ds_block *b = &ds->blocks[blocks[i]];
+        flowpic_block nb;
+        if (b->n_packets > cap) {
+            flowpic_pkt *nbuf = (flowpic_pkt *)realloc(buf, b->n_packets * sizeof *buf);
+            if (!nbuf) {
+                ok = 0;
+                break;
+            }
+            buf = nbuf;
+            cap = b->n_packets;
+        }
+        memset(&nb, 0, sizeof nb);
+        nb.index = b->index;
+        nb.start_ns = b->start_ns;
+        nb.packets = buf;
+        nb.n_packets = flowpic_augment_packets(aug, ds->config.block_ns, flowpic_dataset_block_packets(ds, blocks[i]),
+                                               b->n_packets, buf, rng);
+        ok = flowpic_dataset_add_block(out, flow, b->label, &nb) == FLOWPIC_OK;
+    }
+    free(buf);
+    if (!ok && out->n_classes) flowpic_dataset_free(out);
+    return ok;
+}
+
+/* Trains m on train[] of ds for s->epochs, validating on val[] of vds after each epoch (when
+ * n_val), early stopping after s->patience epochs without a better validation score and keeping
+ * the best weights when asked. 1 on success; *best_score gets the best validation score. */
+static int fit(flowpic_model *m, const flowpic_dataset *ds, const size_t *train, size_t n_train, const flowpic_dataset *vds,
+               const size_t *val, size_t n_val, const fit_setup *s, flowpic_rng *rng, double *best_score)
+{
+    flowpic_workspace ws, ews;
+    size_t cap = n_train * (s->oversample ? m->n_classes : 1) + 1, *order = (size_t *)malloc(cap * sizeof *order);
+    size_t *ident = (size_t *)malloc(cap * sizeof *ident), n, i;
+    int *labels = (int *)malloc(cap * sizeof *labels), ok = 1;
+    float *best = (float *)malloc(m->net.num_params * sizeof *best);
+    unsigned long long e, since_best = 0;
+    double best_val = 1e300;
+    int augmenting = flowpic_augment_active(&s->aug);
+    memset(&ws, 0, sizeof ws);
+    memset(&ews, 0, sizeof ews);
+    if (!order || !ident || !labels || !best || flowpic_workspace_init(&ws, &m->net, (int)s->batch, FLOWPIC_WS_TRAIN) != FLOWPIC_OK ||
+        flowpic_workspace_init(&ews, &m->net, (int)s->batch, 0) != FLOWPIC_OK) {
+        fprintf(stderr, "flowpic: out of memory for a batch of %llu\n", s->batch);
+        ok = 0;
+    }
+    for (i = 0; ok && i < cap; i++) ident[i] = i;
+    for (e = 1; ok && e <= s->epochs; e++) {
+        train_progress tp;
+        flowpic_epoch_stats st;
+        flowpic_dataset aug;
+        const flowpic_dataset *eds = ds;
+        const size_t *eblocks = order;
+        split_scores v;
+        double score;
+        tp.on = s->progress;
+        tp.epoch = (int)e;
+        tp.epochs = (int)s->epochs;
+        tp.start = tp.last = now_seconds();
+        n = epoch_blocks(ds, train, n_train, s, m->n_classes, rng, order);
+        for (i = 0; i < n; i++) labels[i] = class_of(ds, order[i], s->model_class);
+        if (augmenting) {
+            if (!augment_blocks(ds, order, n, &s->aug, rng, &aug)) {
+                fprintf(stderr, "flowpic: out of memory for augmented blocks\n");
+                ok = 0;
+                break;
+            }
+            eds = &aug;
+            eblocks = ident;
+        }
+        if (flowpic_train_epoch(m, &ws, eds, eblocks, labels, n, (int)s->batch, s->lr, rng, show_train_progress, &tp, &st) !=
+            FLOWPIC_OK) {
+            fprintf(stderr, "\nflowpic: training failed\n");
+            ok = 0;
+        }
+        if (augmenting) flowpic_dataset_free(&aug);
+        if (!ok) break;
+        if (tp.on) fputc('\n', stderr);
+        memset(&v, 0, sizeof v);
+        if (n_val && !evaluate_split(m, &ews, vds, val, n_val, s, &v)) {
+            ok = 0;
+            break;
+        }
+        if (s->log) {
+            printf("%llu\t%.4f\t%.4f\t", e, st.loss, st.samples ? (double)st.correct / (double)st.samples : 0.0);
+            if (n_val) printf("%.4f\t%.4f\t%.4f", s->balanced_loss ? v.balanced_loss : v.loss, v.acc, v.balanced);
+            else printf("-\t-\t-");
+            printf("\t%.1f\n", now_seconds() - tp.start);
+            fflush(stdout);
+        }
+        if (!n_val) continue;
+        score = s->balanced_loss ? v.balanced_loss : v.loss;
+        if (score < best_val) {
+            best_val = score;
+            since_best = 0;
+            memcpy(best, m->net.params, m->net.num_params * sizeof *best);
+        } else if (s->patience && ++since_best >= s->patience) {
+            break;
+        }
+    }
+    if (ok && n_val && s->keep_best && best_val < 1e300) memcpy(m->net.params, best, m->net.num_params * sizeof *best);
+    *best_score = best_val;
+    flowpic_workspace_free(&ws);
+    flowpic_workspace_free(&ews);
+    free(order);
+    free(ident);
+    free(labels);
+    free(best);
+    return ok;
+}
+
+/* ---- training recipe: the options train and experiment share --------------------------------- */
+
+typedef struct recipe {
+    flowpic_arch arch;
+    unsigned long long res, seed, threads;
+    flowpic_transform transform;
+    int has_res, has_transform, has_batch, has_epochs, has_patience;
+    int undersample, paper_schedule;
+    fit_setup fit;
+} recipe;
+
+static void recipe_defaults(recipe *r)
+{
+    memset(r, 0, sizeof *r);
+    r->arch = FLOWPIC_ARCH_MINI;
+    r->seed = 1;
+    r->fit.lr = 1e-3;
+    r->fit.keep_best = 1;
+    r->fit.progress = -1;
+}
+
+/* 1 taken, 0 not a recipe option, -1 bad value. */
+static int recipe_option(recipe *r, const char *name, const char *value)
+{
+    flowpic_augment *a = &r->fit.aug;
+    if (!strcmp(name, "--net")) {
+        if (!strcmp(value, "full")) r->arch = FLOWPIC_ARCH_FULL;
+        else if (!strcmp(value, "mini")) r->arch = FLOWPIC_ARCH_MINI;
+        else return -1;
+        return 1;
+    }
+    if (!strcmp(name, "--res")) return (r->has_res = parse_ulong(value, FLOWPIC_MAX_RES, &r->res) && r->res) ? 1 : -1;
+    if (!strcmp(name, "--transform")) return (r->has_transform = flowpic_transform_from_name(value, &r->transform)) ? 1 : -1;
+    if (!strcmp(name, "--epochs")) return (r->has_epochs = parse_ulong(value, 100000, &r->fit.epochs) && r->fit.epochs) ? 1 : -1;
+    if (!strcmp(name, "--batch")) return (r->has_batch = parse_ulong(value, 4096, &r->fit.batch) && r->fit.batch) ? 1 : -1;
+    if (!strcmp(name, "--patience")) return (r->has_patience = parse_ulong(value, 100000, &r->fit.patience)) ? 1 : -1;
+    if (!strcmp(name, "--lr")) return parse_double(value, &r->fit.lr) && r->fit.lr > 0 ? 1 : -1;
+    if (!strcmp(name, "--seed")) return parse_ulong(value, UINT64_MAX, &r->seed) ? 1 : -1;
+    if (!strcmp(name, "--threads")) return parse_ulong(value, 256, &r->threads) && r->threads ? 1 : -1;
+    if (!strcmp(name, "--aug-share")) return parse_double(value, &a->share) && a->share >= 0 && a->share <= 1 ? 1 : -1;
+    if (!strcmp(name, "--aug-rtt")) return parse_double(value, &a->rtt) && a->rtt >= 0 && a->rtt < 1 ? 1 : -1;
+    if (!strcmp(name, "--aug-shift")) return parse_double(value, &a->shift_s) && a->shift_s >= 0 ? 1 : -1;
+    if (!strcmp(name, "--aug-loss")) return parse_double(value, &a->loss_s) && a->loss_s >= 0 ? 1 : -1;
+    if (!strcmp(name, "--aug-thin")) return parse_double(value, &a->thin) && a->thin >= 0 && a->thin <= 1 ? 1 : -1;
+    if (!strcmp(name, "--aug-truncate")) return parse_double(value, &a->truncate_s) && a->truncate_s >= 0 ? 1 : -1;
+    return 0;
+}
+
+static int recipe_flag(recipe *r, const char *name)
+{
+    if (!strcmp(name, "--balance")) return r->undersample = 1;
+    if (!strcmp(name, "--oversample")) return r->fit.oversample = 1;
+    if (!strcmp(name, "--paper-schedule")) return r->paper_schedule = 1;
+    if (!strcmp(name, "--keep-best")) return r->fit.keep_best = 1;
+    if (!strcmp(name, "--no-keep-best")) return (r->fit.keep_best = 0) == 0;
+    if (!strcmp(name, "--balanced-loss")) return r->fit.balanced_loss = 1;
+    if (!strcmp(name, "--progress")) return r->fit.progress = 1;
+    if (!strcmp(name, "--no-progress")) return (r->fit.progress = 0) == 0;
+    return 0;
+}
+
+/* The defaults that depend on the net, once the options are read. */
+static void recipe_finish(recipe *r)
+{
+    if (r->paper_schedule) { /* the paper's recipe: its net at 1500 x 1500, raw counts, batch 128 */
+        r->arch = FLOWPIC_ARCH_FULL;
+        if (!r->has_batch) r->fit.batch = 128;
+    }
+    if (!r->has_res) r->res = r->arch == FLOWPIC_ARCH_FULL ? 1500 : 64;
+    /* the paper's raw counts for its net; log1p for the mini net, where count / 255 leaves the
+     * single-packet pixels of sparse pictures too faint to learn from (docs/RESULTS.md) */
+    if (!r->has_transform) r->transform = r->arch == FLOWPIC_ARCH_FULL ? FLOWPIC_VALUE_RAW : FLOWPIC_VALUE_LOG1P;
+    if (!r->has_batch) r->fit.batch = r->arch == FLOWPIC_ARCH_FULL ? 32 : 64;
+    if (!r->has_epochs) r->fit.epochs = 20;
+    if (flowpic_augment_active(&r->fit.aug) == 0 && r->fit.aug.share == 0 &&
+        (r->fit.aug.rtt > 0 || r->fit.aug.shift_s > 0 || r->fit.aug.loss_s > 0 || r->fit.aug.thin > 0 || r->fit.aug.truncate_s > 0))
+        r->fit.aug.share = 0.5;
+    if (r->fit.progress < 0) r->fit.progress = isatty(fileno(stderr));
+#ifdef _OPENMP
+    if (r->threads) omp_set_num_threads((int)r->threads);
+#endif
+}
+
+/* A model for ds's classes (or the given class names) with the recipe's net and pictures. */
+static int recipe_model(const recipe *r, const flowpic_dataset *ds, const char *const *classes, uint32_t n_classes,
+                        flowpic_rng *rng, flowpic_model *m, const char *cmd)
+{
+    flowpic_prep prep;
+    prep.blocks = ds->config;
+    prep.res = (uint32_t)r->res;
+    prep.transform = r->transform;
+    if (flowpic_model_init(m, r->arch, &prep, classes, n_classes, rng) == FLOWPIC_OK) return 1;
+    fprintf(stderr, "flowpic: %s: no %s net at %llu x %llu for %u classes (full: 1500; mini: 32 or 64)\n", cmd,
+            flowpic_arch_name(r->arch), r->res, r->res, n_classes);
+    return 0;
+}
+
+static const char recipe_help[] =
+    "  --net full|mini        the paper's net (1500 x 1500) or tcbench's LeNet-5 (32 / 64)  [mini]\n"
+    "  --res R                picture resolution                     [full: 1500, mini: 64]\n"
+    "  --transform T          raw, clip255, scale, binary, log1p     [full: raw, mini: log1p]\n"
+    "  --epochs N             passes over the training blocks        [20]\n"
+    "  --patience N           stop after N epochs without a better validation score [0: never]\n"
+    "  --batch N              blocks per Adam step                   [full: 32, mini: 64]\n"
+    "  --lr X                 Adam learning rate                     [0.001]\n"
+    "  --seed N               one seed for split, init, order, dropout [1]\n"
+    "  --threads N            OpenMP threads (builds with OPENMP=1)  [all]\n"
+    "  --balance              undersample every class to the smallest (the paper's recipe)\n"
+    "  --oversample           each epoch, repeat random blocks of smaller classes up to the largest\n"
+    "  --balanced-loss        validate on the mean over classes of each class's loss\n"
+    "  --keep-best, --no-keep-best  keep the weights of the best validation score [on]\n"
+    "  --paper-schedule       the paper's setup: full net, 1500 x 1500, raw counts, batch 128\n"
+    "  --progress, --no-progress    progress bar on stderr   [when stderr is a terminal]\n"
+    "augmentations of the training samples, drawn anew each epoch (docs/RESULTS.md):\n"
+    "  --aug-share P          share of the samples augmented         [0.5 when one is on]\n"
+    "  --aug-rtt X            time offsets x U(1 - X, 1 + X)  (tcbench: 0.5)\n"
+    "  --aug-shift S          time shift by U(-S, S) seconds  (tcbench: 1)\n"
+    "  --aug-loss S           drop the packets within +- S s of a random instant (tcbench: 0.1)\n"
+    "  --aug-thin P           drop each packet with probability U(0, P)\n"
+    "  --aug-truncate S       keep only the first U(S, L) seconds of the window\n";
+
+/* A command's own flags: 1 taken, 0 not its. */
+typedef int (*extra_flag_fn)(void *user, const char *name);
+
+/* Parses the recipe options and a command's own (extra, flag); returns the index of the first
+ * argument, or -1 after a usage message. */
+static int parse_recipe(const char *cmd, recipe *r, int argc, char **argv, extra_option_fn extra, extra_flag_fn flag,
+                        void *user)
+{
+    int i;
+    for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+        int got = recipe_flag(r, argv[i]);
+        if (got || (flag && flag(user, argv[i]))) continue;
+        got = i + 1 < argc ? recipe_option(r, argv[i], argv[i + 1]) : 0;
+        if (!got && extra && i + 1 < argc) got = extra(user, argv[i], argv[i + 1]);
+        if (got <= 0) {
+            if (got < 0) fail_value(cmd, argv[i], argv[i + 1]);
+            else fail_usage(cmd, "unknown option", argv[i]);
+            return -1;
+        }
+        i++;
+    }
+    recipe_finish(r);
+    return i;
+}
+
+/* ---- train ----------------------------------------------------------------------------------- */
+
+typedef struct train_options {
+    double val_split;
+    const char *val_path, *output;
+    int has_val_split, group_by_file;
+} train_options;
+
+static int train_option(void *user, const char *name, const char *value)
+{
+    train_options *o = (train_options *)user;
+    if (!strcmp(name, "--val-split")) return (o->has_val_split = parse_double(value, &o->val_split) && o->val_split < 1) ? 1 : -1;
+    if (!strcmp(name, "--val")) return (o->val_path = value) != 0;
+    if (!strcmp(name, "--group-by")) return !strcmp(value, "file") ? (o->group_by_file = 1) : -1;
+    if (!strcmp(name, "-o")) return (o->output = value) != 0;
+    return 0;
 }
 
 /* Splits the blocks of ds into training and validation: a share of the blocks at random, or of
@@ -1388,137 +1788,30 @@ static void split_blocks(const flowpic_dataset *ds, const train_options *o, flow
     }
 }
 
-/* Random undersampling to the smallest class (the paper's balancing), order kept. */
-static void balance_blocks(const flowpic_dataset *ds, size_t *blocks, size_t *n, flowpic_rng *rng)
-{
-    size_t *count = (size_t *)calloc(ds->n_classes + 1, sizeof *count), *kept = (size_t *)calloc(ds->n_classes + 1, sizeof *kept);
-    size_t smallest = (size_t)-1, i, m = 0;
-    uint32_t c;
-    shuffle(blocks, *n, rng);
-    for (i = 0; i < *n; i++) count[ds->blocks[blocks[i]].label]++;
-    for (c = 0; c < ds->n_classes; c++)
-        if (count[c] && count[c] < smallest) smallest = count[c];
-    for (i = 0; i < *n; i++) {
-        uint16_t l = ds->blocks[blocks[i]].label;
-        if (kept[l] < smallest) {
-            kept[l]++;
-            blocks[m++] = blocks[i];
-        }
-    }
-    *n = m;
-    free(count);
-    free(kept);
-}
-
-typedef struct train_progress {
-    int on, epoch, epochs;
-    double start, last;
-} train_progress;
-
-static void show_train_progress(void *user, size_t done, size_t total, const flowpic_epoch_stats *s)
-{
-    train_progress *p = (train_progress *)user;
-    double t = now_seconds(), rate;
-    int bar, k;
-    if (!p->on || (done < total && t - p->last < 0.16)) return;
-    p->last = t;
-    rate = t > p->start ? (double)done / (t - p->start) : 0;
-    bar = total ? (int)(20 * done / total) : 20;
-    fprintf(stderr, "\repoch %d/%d [", p->epoch, p->epochs);
-    for (k = 0; k < 20; k++) fputc(k < bar ? '#' : '.', stderr);
-    fprintf(stderr, "] %3.0f%%  loss %.4f  acc %.3f  %.0f samples/s  ETA %.0f s ", 100.0 * (double)done / (double)total,
-            s->loss, s->samples ? (double)s->correct / (double)s->samples : 0.0, rate,
-            rate > 0 ? (double)(total - done) / rate : 0.0);
-}
-
-/* Mean loss, accuracy and balanced accuracy of the model on blocks (labels = data-set labels). */
-static int evaluate_split(const flowpic_model *m, flowpic_workspace *ws, const flowpic_dataset *ds, const size_t *blocks,
-                          size_t n, double *loss, double *acc, double *balanced)
-{
-    float *probs = (float *)malloc((n ? n : 1) * m->n_classes * sizeof *probs);
-    size_t i, correct = 0, *hit = (size_t *)calloc(m->n_classes, sizeof *hit), *all = (size_t *)calloc(m->n_classes, sizeof *all);
-    uint32_t c, present = 0;
-    double sum = 0, recall = 0;
-    int ok = probs && hit && all && flowpic_predict_blocks(m, ws, ds, blocks, n, probs) == FLOWPIC_OK;
-    for (i = 0; ok && i < n; i++) {
-        const float *p = probs + i * m->n_classes;
-        uint16_t label = ds->blocks[blocks[i]].label;
-        uint32_t best = 0;
-        for (c = 1; c < m->n_classes; c++)
-            if (p[c] > p[best]) best = c;
-        sum -= log(p[label] > 1e-30f ? (double)p[label] : 1e-30);
-        correct += best == label;
-        all[label]++;
-        hit[label] += best == label;
-    }
-    for (c = 0; c < m->n_classes; c++)
-        if (all[c]) {
-            present++;
-            recall += (double)hit[c] / (double)all[c];
-        }
-    *loss = n ? sum / (double)n : 0;
-    *acc = n ? (double)correct / (double)n : 0;
-    *balanced = present ? recall / present : 0;
-    free(probs);
-    free(hit);
-    free(all);
-    return ok;
-}
-
 static int cmd_train(int argc, char **argv)
 {
+    recipe r;
     train_options o;
     flowpic_dataset ds, val_ds;
     const flowpic_dataset *vds = &ds;
     flowpic_model m;
-    flowpic_workspace ws, ews;
-    flowpic_prep prep;
     flowpic_rng rng;
     flowpic_error err;
     size_t *train = 0, *val = 0, n_train = 0, n_val = 0, i;
-    int *labels = 0, first, status = 0;
-    unsigned long long e;
-    float *best = 0;
-    double best_loss = 1e300;
+    int first, status = 0;
+    double best_score = 1e300;
+    recipe_defaults(&r);
     memset(&o, 0, sizeof o);
-    o.arch = FLOWPIC_ARCH_MINI;
-    o.lr = 1e-3;
-    o.seed = 1;
     o.val_split = 0.1;
-    o.keep_best = 1;
-    o.progress = -1;
-    for (first = 1; first < argc && argv[first][0] == '-' && argv[first][1]; first++) {
-        int r = train_flag(&o, argv[first]);
-        if (r) continue;
-        r = first + 1 < argc ? train_option(&o, argv[first], argv[first + 1]) : 0;
-        if (r <= 0) {
-            if (r < 0) fail_value("train", argv[first], argv[first + 1]);
-            else fail_usage("train", "unknown option", argv[first]);
-            return EXIT_USAGE;
-        }
-        first++;
-    }
+    if ((first = parse_recipe("train", &r, argc, argv, train_option, 0, &o)) < 0) return EXIT_USAGE;
     if (!o.output || first == argc) {
         fail_usage("train", o.output ? "no data set given" : "no output model (-o MODEL)", 0);
         return EXIT_USAGE;
     }
-    if (o.paper_schedule) { /* the paper's recipe: its net at 1500 x 1500, raw counts, batch 128 */
-        o.arch = FLOWPIC_ARCH_FULL;
-        if (!o.has_batch) o.batch = 128;
-    }
-    if (!o.has_res) o.res = o.arch == FLOWPIC_ARCH_FULL ? 1500 : 64;
-    /* the paper's raw counts for its net; log1p for the mini net, where count / 255 leaves the
-     * single-packet pixels of sparse pictures too faint to learn from (docs/RESULTS.md) */
-    if (!o.has_transform) o.transform = o.arch == FLOWPIC_ARCH_FULL ? FLOWPIC_VALUE_RAW : FLOWPIC_VALUE_LOG1P;
-    if (!o.has_batch) o.batch = o.arch == FLOWPIC_ARCH_FULL ? 32 : 64;
-    if (!o.has_epochs) o.epochs = 20;
     if (o.val_path && o.has_val_split) {
         fail_usage("train", "give --val-split or --val, not both", 0);
         return EXIT_USAGE;
     }
-#ifdef _OPENMP
-    if (o.threads) omp_set_num_threads((int)o.threads);
-#endif
     if (!load_datasets(argc - first, (const char *const *)(argv + first), &ds)) return EXIT_RUNTIME;
     if (ds.n_classes < 2 || ds.n_blocks < 2) {
         fprintf(stderr, "flowpic: train: need at least two classes and two blocks (have %u, %llu)\n", ds.n_classes,
@@ -1526,23 +1819,18 @@ static int cmd_train(int argc, char **argv)
         flowpic_dataset_free(&ds);
         return EXIT_RUNTIME;
     }
-    flowpic_rng_seed(&rng, o.seed);
-    prep.blocks = ds.config;
-    prep.res = (uint32_t)o.res;
-    prep.transform = o.transform;
-    if (flowpic_model_init(&m, o.arch, &prep, (const char *const *)ds.classes, ds.n_classes, &rng) != FLOWPIC_OK) {
-        fprintf(stderr, "flowpic: train: no %s net at %llu x %llu (full: 1500; mini: 32 or 64)\n", flowpic_arch_name(o.arch),
-                o.res, o.res);
+    flowpic_rng_seed(&rng, r.seed);
+    if (!recipe_model(&r, &ds, (const char *const *)ds.classes, ds.n_classes, &rng, &m, "train")) {
         flowpic_dataset_free(&ds);
         return EXIT_USAGE;
     }
-    train = (size_t *)malloc(ds.n_blocks * sizeof *train);
-    val = (size_t *)malloc(ds.n_blocks * sizeof *val);
-    labels = (int *)malloc(ds.n_blocks * sizeof *labels);
+    train = (size_t *)malloc((ds.n_blocks + 1) * sizeof *train);
+    val = (size_t *)malloc((ds.n_blocks + 1) * sizeof *val);
     if (o.val_path) {
         if (!load_datasets(1, &o.val_path, &val_ds)) status = 1;
-        else if (!flowpic_prep_accepts(&prep, &val_ds.config)) {
+        else if (!flowpic_prep_accepts(&m.prep, &val_ds.config)) {
             fprintf(stderr, "flowpic: %s: cut with other block settings than the training data\n", o.val_path);
+            flowpic_dataset_free(&val_ds);
             status = 1;
         }
         for (i = 0; i < ds.n_blocks; i++) train[i] = i;
@@ -1556,50 +1844,17 @@ static int cmd_train(int argc, char **argv)
     } else {
         split_blocks(&ds, &o, &rng, train, &n_train, val, &n_val);
     }
-    if (!status && o.balance) balance_blocks(&ds, train, &n_train, &rng);
-    if (!status && (flowpic_workspace_init(&ws, &m.net, (int)o.batch, FLOWPIC_WS_TRAIN) != FLOWPIC_OK ||
-                    flowpic_workspace_init(&ews, &m.net, (int)o.batch, 0) != FLOWPIC_OK)) {
-        fprintf(stderr, "flowpic: train: out of memory for a batch of %llu\n", o.batch);
-        status = 1;
-    }
-    if (!status)
+    if (!status && r.undersample) balance_blocks(&ds, train, &n_train, 0, &rng);
+    if (!status) {
         printf("training %s at %llu x %llu (%s) on %llu blocks, validating on %llu, %u classes, batch %llu, lr %g, seed %llu\n",
-               flowpic_arch_name(o.arch), o.res, o.res, flowpic_transform_name(o.transform), (unsigned long long)n_train,
-               (unsigned long long)n_val, ds.n_classes, o.batch, o.lr, o.seed);
-    if (!status) printf("epoch\ttrain_loss\ttrain_acc\tval_loss\tval_acc\tval_balanced_acc\tseconds\n");
-    best = (float *)malloc(m.net.num_params * sizeof *best);
-    for (e = 1; !status && e <= o.epochs; e++) {
-        train_progress tp;
-        flowpic_epoch_stats st;
-        double vloss = 0, vacc = 0, vbal = 0;
-        tp.on = o.progress < 0 ? isatty(fileno(stderr)) : o.progress;
-        tp.epoch = (int)e;
-        tp.epochs = (int)o.epochs;
-        tp.start = tp.last = now_seconds();
-        shuffle(train, n_train, &rng);
-        for (i = 0; i < n_train; i++) labels[i] = ds.blocks[train[i]].label;
-        if (flowpic_train_epoch(&m, &ws, &ds, train, labels, n_train, (int)o.batch, o.lr, &rng, show_train_progress, &tp,
-                                &st) != FLOWPIC_OK) {
-            fprintf(stderr, "\nflowpic: train: training failed\n");
-            status = 1;
-            break;
-        }
-        if (tp.on) fputc('\n', stderr);
-        if (n_val && !evaluate_split(&m, &ews, vds, val, n_val, &vloss, &vacc, &vbal)) status = 1;
-        printf("%llu\t%.4f\t%.4f\t", e, st.loss, st.samples ? (double)st.correct / (double)st.samples : 0.0);
-        if (n_val) printf("%.4f\t%.4f\t%.4f", vloss, vacc, vbal);
-        else printf("-\t-\t-");
-        printf("\t%.1f\n", now_seconds() - tp.start);
-        fflush(stdout);
-        if (n_val && o.keep_best && vloss < best_loss && best) {
-            best_loss = vloss;
-            memcpy(best, m.net.params, m.net.num_params * sizeof *best);
-        }
+               flowpic_arch_name(r.arch), r.res, r.res, flowpic_transform_name(r.transform), (unsigned long long)n_train,
+               (unsigned long long)n_val, ds.n_classes, r.fit.batch, r.fit.lr, r.seed);
+        printf("epoch\ttrain_loss\ttrain_acc\tval_loss\tval_acc\tval_balanced_acc\tseconds\n");
+        r.fit.log = 1;
+        if (!fit(&m, &ds, train, n_train, vds, val, n_val, &r.fit, &rng, &best_score)) status = 1;
     }
-    if (!status && n_val && o.keep_best && best && best_loss < 1e300) {
-        memcpy(m.net.params, best, m.net.num_params * sizeof *best);
-        printf("kept the weights of the epoch with the lowest validation loss (%.4f)\n", best_loss);
-    }
+    if (!status && n_val && r.fit.keep_best && best_score < 1e300)
+        printf("kept the weights of the epoch with the lowest validation loss (%.4f)\n", best_score);
     if (!status) {
         if (flowpic_model_save(&m, o.output, &err) != FLOWPIC_OK) {
             fprintf(stderr, "flowpic: %s: %s\n", o.output, err.reason);
@@ -1608,15 +1863,11 @@ static int cmd_train(int argc, char **argv)
             printf("wrote %s\n", o.output);
         }
     }
-    if (o.val_path && vds == &val_ds) flowpic_dataset_free(&val_ds);
-    flowpic_workspace_free(&ws);
-    flowpic_workspace_free(&ews);
+    if (vds == &val_ds) flowpic_dataset_free(&val_ds);
     flowpic_model_free(&m);
     flowpic_dataset_free(&ds);
     free(train);
     free(val);
-    free(labels);
-    free(best);
     return status ? EXIT_RUNTIME : 0;
 }
 
@@ -1857,6 +2108,970 @@ static int cmd_classify(int argc, char **argv)
     return status ? EXIT_RUNTIME : 0;
 }
 
+/* ---- experiment ------------------------------------------------------------------------------ */
+
+/* The paper's section VI as one command (docs/RESULTS.md): k folds grouped by capture file (or
+ * a random block split), several seeds, and per run block accuracy, balanced accuracy, flow
+ * accuracy (majority and mean-probability votes), short-flow accuracy and per-class recall. */
+
+enum { TASK_MULTICLASS, TASK_ONE_VS_ALL, TASK_CONDITIONS, TASK_LEAVE_OUT };
+#define EXP_MAX_SEEDS 16
+
+typedef struct exp_options {
+    int task, random_split, list_folds;
+    unsigned long long k, min_packets, seeds[EXP_MAX_SEEDS];
+    int n_seeds;
+    double short_s, short_keep, val_share;
+    const char *folds_path, *conditions_path, *json_path;
+} exp_options;
+
+/* Everything the runs share: the data, the fold and group of each source, the first window of
+ * each flow (for short flows), the model's classes. */
+typedef struct exp_context {
+    const recipe *r;
+    const exp_options *o;
+    const flowpic_dataset *ds;
+    int *fold;            /* per block; -1: in no fold (its file is not in the fold table) */
+    int *group;           /* per source: condition or capture group; -1: none */
+    char **group_names;
+    int n_groups;
+    size_t *first_window; /* per flow: its block with index 0, or (size_t)-1 */
+    char *is_block;       /* per block: at least min_packets packets */
+    const char *const *classes;
+    uint32_t n_classes;
+    const int *model_class;
+    FILE *json;
+    int json_runs;
+} exp_context;
+
+/* Confusion matrices of one run (rows: truth, columns: decision), n_classes x n_classes each. */
+enum { CM_BLOCK, CM_FLOW, CM_FLOW_MEAN, CM_SHORT, CM_COUNT };
+typedef struct exp_run {
+    size_t *cm[CM_COUNT];
+    uint32_t n;
+    size_t train, val, test;
+    double seconds;
+} exp_run;
+
+static double cm_accuracy(const size_t *cm, uint32_t n)
+{
+    size_t hit = 0, all = 0, i;
+    for (i = 0; i < (size_t)n * n; i++) {
+        all += cm[i];
+        if (i / n == i % n) hit += cm[i];
+    }
+    return all ? (double)hit / (double)all : 0;
+}
+
+/* Recall of class c, -1 when it has no samples. */
+static double cm_recall(const size_t *cm, uint32_t n, uint32_t c)
+{
+    size_t row = 0, k;
+    for (k = 0; k < n; k++) row += cm[c * n + k];
+    return row ? (double)cm[c * n + c] / (double)row : -1;
+}
+
+static double cm_balanced(const size_t *cm, uint32_t n)
+{
+    double sum = 0;
+    uint32_t c, present = 0;
+    for (c = 0; c < n; c++) {
+        double r = cm_recall(cm, n, c);
+        if (r >= 0) sum += r, present++;
+    }
+    return present ? sum / present : 0;
+}
+
+static int exp_run_init(exp_run *run, uint32_t n)
+{
+    int k, ok = 1;
+    memset(run, 0, sizeof *run);
+    run->n = n;
+    for (k = 0; k < CM_COUNT; k++) ok = (run->cm[k] = (size_t *)calloc((size_t)n * n, sizeof(size_t))) != 0 && ok;
+    return ok;
+}
+
+static void exp_run_free(exp_run *run)
+{
+    int k;
+    for (k = 0; k < CM_COUNT; k++) free(run->cm[k]);
+}
+
+static void exp_run_add(exp_run *sum, const exp_run *run)
+{
+    int k;
+    size_t i;
+    for (k = 0; k < CM_COUNT; k++)
+        for (i = 0; i < (size_t)run->n * run->n; i++) sum->cm[k][i] += run->cm[k][i];
+}
+
+static int exp_class(const exp_context *x, size_t block)
+{
+    return class_of(x->ds, block, x->model_class);
+}
+
+static uint32_t top_class(const float *p, uint32_t n)
+{
+    uint32_t c, best = 0;
+    for (c = 1; c < n; c++)
+        if (p[c] > p[best]) best = c;
+    return best;
+}
+
+/* Validation blocks from the training blocks: val_share of each class's training files, rounded
+ * half to even, at least one, none when the class has fewer than three, drawn among the files that hold at most a
+ * third of the class's training blocks, as the plain pipeline does; a random share of blocks for
+ * a random split. Moves them from train[] to val[]. */
+static void exp_pick_validation(const exp_context *x, size_t *train, size_t *n_train, size_t *val, size_t *n_val,
+                                flowpic_rng *rng)
+{
+    const flowpic_dataset *ds = x->ds;
+    size_t i, m = 0, *per_source = (size_t *)calloc(ds->n_sources + 1, sizeof(size_t)), *files;
+    char *is_val = (char *)calloc(ds->n_sources + 1, 1);
+    int *source_class = (int *)malloc((ds->n_sources + 1) * sizeof(int));
+    uint32_t c, s;
+    *n_val = 0;
+    if (!per_source || !is_val || !source_class || !(files = (size_t *)malloc((ds->n_sources + 1) * sizeof *files))) {
+        free(per_source), free(is_val), free(source_class);
+        return;
+    }
+    if (x->o->random_split) {
+        shuffle(train, *n_train, rng);
+        for (i = 0; i < *n_train; i++) {
+            if ((double)*n_val < x->o->val_share * (double)*n_train) val[(*n_val)++] = train[i];
+            else train[m++] = train[i];
+        }
+        *n_train = m;
+    } else {
+        for (s = 0; s < ds->n_sources; s++) source_class[s] = -1;
+        for (i = 0; i < *n_train; i++) {
+            uint32_t src = ds->flows[ds->blocks[train[i]].flow].source;
+            per_source[src]++;
+            source_class[src] = ds->blocks[train[i]].label;
+        }
+        for (c = 0; c < ds->n_classes; c++) {
+            size_t n_files = 0, n_cand = 0, blocks = 0, want;
+            for (s = 0; s < ds->n_sources; s++)
+                if (source_class[s] == (int)c) n_files++, blocks += per_source[s];
+            for (s = 0; s < ds->n_sources; s++)
+                if (source_class[s] == (int)c && 3 * per_source[s] <= blocks) files[n_cand++] = s;
+            want = n_files < 3 ? 0 : (size_t)nearbyint(x->o->val_share * (double)n_files); /* half to even */
+            if (n_files >= 3 && !want) want = 1;
+            shuffle(files, n_cand, rng);
+            for (i = 0; i < n_cand && i < want; i++) is_val[files[i]] = 1;
+        }
+        for (i = 0; i < *n_train; i++) {
+            if (is_val[ds->flows[ds->blocks[train[i]].flow].source]) val[(*n_val)++] = train[i];
+            else train[m++] = train[i];
+        }
+        *n_train = m;
+    }
+    free(per_source);
+    free(is_val);
+    free(source_class);
+    free(files);
+}
+
+/* The short-flow version of flow f: its first window's packets in the first short_s seconds,
+ * floor(n * (1 - keep)) of them dropped at random (seeded per flow), as one block of out. */
+static int add_short_flow(const exp_context *x, size_t f, uint64_t seed, flowpic_dataset *out, uint32_t out_flow)
+{
+    const flowpic_dataset *ds = x->ds;
+    size_t b = x->first_window[f], i, n = 0, drop;
+    const flowpic_pkt *p;
+    flowpic_pkt *kept;
+    flowpic_rng rng;
+    flowpic_block nb;
+    int ok;
+    if (b == (size_t)-1) return 1;
+    p = flowpic_dataset_block_packets(ds, b);
+    kept = (flowpic_pkt *)malloc((ds->blocks[b].n_packets + 1) * sizeof *kept);
+    if (!kept) return 0;
+    for (i = 0; i < ds->blocks[b].n_packets; i++)
+        if ((double)FLOWPIC_PKT_OFFSET(p[i]) < x->o->short_s * 1e9) kept[n++] = p[i];
+    flowpic_rng_seed(&rng, seed ^ mix64(f + 1));
+    drop = (size_t)((double)n * (1 - x->o->short_keep));
+    while (drop--) { /* remove a random one, order kept */
+        size_t j = (size_t)(flowpic_rng_uniform(&rng) * (double)n);
+        memmove(kept + j, kept + j + 1, (n - j - 1) * sizeof *kept);
+        n--;
+    }
+    memset(&nb, 0, sizeof nb);
+    nb.start_ns = ds->blocks[b].start_ns;
+    nb.packets = kept;
+    nb.n_packets = (uint32_t)n;
+    ok = flowpic_dataset_add_block(out, out_flow, ds->blocks[b].label, &nb) == FLOWPIC_OK;
+    free(kept);
+    return ok;
+}
+
+/* Flow-level decisions of the test blocks (grouped by flow, test[] sorted by flow), and the
+ * short versions of the same flows. */
+static int exp_score_flows(const exp_context *x, const flowpic_model *m, flowpic_workspace *ws, const size_t *test,
+                           size_t n_test, const float *probs, uint64_t seed, exp_run *run)
+{
+    const flowpic_dataset *ds = x->ds;
+    flowpic_dataset shorts;
+    size_t start, i, n_short;
+    uint32_t flow, C = m->n_classes;
+    size_t *blocks = 0;
+    int *truth = (int *)malloc((n_test + 1) * sizeof *truth), ok;
+    float *sp = 0;
+    if (!scratch_dataset(ds, &shorts, &flow)) {
+        free(truth);
+        return 0;
+    }
+    ok = truth != 0;
+    for (start = 0, n_short = 0; ok && start < n_test; start = i) {
+        double confidence;
+        uint32_t f = ds->blocks[test[start]].flow, t = (uint32_t)exp_class(x, test[start]);
+        for (i = start; i < n_test && ds->blocks[test[i]].flow == f; i++) {}
+        run->cm[CM_FLOW][t * C + vote(probs + start * C, i - start, C, 0, &confidence)]++;
+        run->cm[CM_FLOW_MEAN][t * C + vote(probs + start * C, i - start, C, 1, &confidence)]++;
+        if (x->first_window[f] != (size_t)-1) {
+            ok = add_short_flow(x, f, seed, &shorts, flow);
+            truth[n_short++] = (int)t;
+        }
+    }
+    blocks = (size_t *)malloc((n_short + 1) * sizeof *blocks);
+    sp = (float *)malloc((n_short + 1) * C * sizeof *sp);
+    ok = ok && blocks && sp;
+    for (i = 0; ok && i < n_short; i++) blocks[i] = i;
+    if (ok && n_short) ok = flowpic_predict_blocks(m, ws, &shorts, blocks, n_short, sp) == FLOWPIC_OK;
+    for (i = 0; ok && i < n_short; i++) run->cm[CM_SHORT][(uint32_t)truth[i] * C + top_class(sp + i * C, C)]++;
+    flowpic_dataset_free(&shorts);
+    free(blocks);
+    free(sp);
+    free(truth);
+    return ok;
+}
+
+/* Trains on train[] (validation files taken out of it), tests on test[] (sorted by flow). */
+static int exp_run_split(exp_context *x, size_t *train, size_t n_train, const size_t *test, size_t n_test, uint64_t seed,
+                         exp_run *run)
+{
+    const flowpic_dataset *ds = x->ds;
+    flowpic_model m;
+    flowpic_workspace ws;
+    flowpic_rng rng;
+    size_t *val = (size_t *)malloc((n_train + 1) * sizeof *val), n_val = 0, i;
+    float *probs = (float *)malloc((n_test + 1) * x->n_classes * sizeof *probs);
+    double best, t0 = now_seconds();
+    fit_setup fs = x->r->fit;
+    int ok = val && probs;
+    memset(&ws, 0, sizeof ws);
+    memset(&m, 0, sizeof m);
+    flowpic_rng_seed(&rng, seed);
+    fs.model_class = x->model_class;
+    fs.log = 0;
+    if (ok) exp_pick_validation(x, train, &n_train, val, &n_val, &rng);
+    if (ok && x->r->undersample) balance_blocks(ds, train, &n_train, x->model_class, &rng);
+    ok = ok && recipe_model(x->r, ds, x->classes, x->n_classes, &rng, &m, "experiment");
+    ok = ok && fit(&m, ds, train, n_train, ds, val, n_val, &fs, &rng, &best);
+    ok = ok && flowpic_workspace_init(&ws, &m.net, 64, 0) == FLOWPIC_OK;
+    ok = ok && flowpic_predict_blocks(&m, &ws, ds, test, n_test, probs) == FLOWPIC_OK;
+    for (i = 0; ok && i < n_test; i++)
+        run->cm[CM_BLOCK][(uint32_t)exp_class(x, test[i]) * x->n_classes + top_class(probs + i * x->n_classes, x->n_classes)]++;
+    ok = ok && exp_score_flows(x, &m, &ws, test, n_test, probs, seed, run);
+    run->train = n_train;
+    run->val = n_val;
+    run->test = n_test;
+    run->seconds = now_seconds() - t0;
+    flowpic_workspace_free(&ws);
+    flowpic_model_free(&m);
+    free(val);
+    free(probs);
+    return ok;
+}
+
+/* Which blocks a side of a split takes: predicates on a block (its fold or its source's group). */
+typedef int (*exp_side_fn)(const exp_context *x, size_t block, int arg);
+
+static int block_group(const exp_context *x, size_t block)
+{
+    return x->group[x->ds->flows[x->ds->blocks[block].flow].source];
+}
+static int side_fold(const exp_context *x, size_t block, int fold)
+{
+    return x->fold[block] == fold;
+}
+static int side_not_fold(const exp_context *x, size_t block, int fold)
+{
+    return x->fold[block] >= 0 && x->fold[block] != fold;
+}
+static int side_group(const exp_context *x, size_t block, int g)
+{
+    return block_group(x, block) == g;
+}
+static int side_not_group(const exp_context *x, size_t block, int g)
+{
+    return block_group(x, block) >= 0 && block_group(x, block) != g;
+}
+
+/* The blocks (in data-set order, so a flow's blocks stay together) that have a model class and
+ * pass side(arg), and when g >= 0 belong to group g. */
+static size_t exp_select(const exp_context *x, exp_side_fn side, int arg, int g, size_t *out)
+{
+    size_t i, n = 0;
+    for (i = 0; i < x->ds->n_blocks; i++) {
+        if (!x->is_block[i] || exp_class(x, i) < 0) continue;
+        if (g >= 0 && block_group(x, i) != g) continue;
+        if (side(x, i, arg)) out[n++] = i;
+    }
+    return n;
+}
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20) fprintf(f, "\\u%04x", (unsigned)(unsigned char)*s);
+        else fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void json_matrix(FILE *f, const size_t *cm, uint32_t n)
+{
+    uint32_t a, b;
+    fputc('[', f);
+    for (a = 0; a < n; a++) {
+        fprintf(f, "%s[", a ? ", " : "");
+        for (b = 0; b < n; b++) fprintf(f, "%s%llu", b ? ", " : "", (unsigned long long)cm[a * n + b]);
+        fputc(']', f);
+    }
+    fputc(']', f);
+}
+
+static const char *const cm_names[CM_COUNT] = {"block", "flow", "flow_mean", "short"};
+
+/* One run into the JSON file and a line on stderr. */
+static void exp_report_run(exp_context *x, const char *task, const char *train_on, const char *test_on, uint64_t seed,
+                           const exp_run *run)
+{
+    int k;
+    uint32_t c;
+    fprintf(stderr, "%s  train %s  test %s  seed %llu: %llu train, %llu val, %llu test blocks: block %.3f  balanced %.3f  flow %.3f  short %.3f  (%.0f s)\n",
+            task, train_on, test_on, (unsigned long long)seed, (unsigned long long)run->train, (unsigned long long)run->val,
+            (unsigned long long)run->test, cm_accuracy(run->cm[CM_BLOCK], run->n), cm_balanced(run->cm[CM_BLOCK], run->n),
+            cm_accuracy(run->cm[CM_FLOW], run->n), cm_accuracy(run->cm[CM_SHORT], run->n), run->seconds);
+    if (!x->json) return;
+    fprintf(x->json, "%s\n  {\"task\": ", x->json_runs++ ? "," : "");
+    json_string(x->json, task);
+    fprintf(x->json, ", \"train\": ");
+    json_string(x->json, train_on);
+    fprintf(x->json, ", \"test\": ");
+    json_string(x->json, test_on);
+    fprintf(x->json, ", \"seed\": %llu, \"train_blocks\": %llu, \"val_blocks\": %llu, \"test_blocks\": %llu, \"seconds\": %.1f, \"classes\": [",
+            (unsigned long long)seed, (unsigned long long)run->train, (unsigned long long)run->val,
+            (unsigned long long)run->test, run->seconds);
+    for (c = 0; c < run->n; c++) {
+        if (c) fprintf(x->json, ", ");
+        json_string(x->json, x->classes[c]);
+    }
+    fprintf(x->json, "]");
+    for (k = 0; k < CM_COUNT; k++) {
+        fprintf(x->json, ", \"%s_accuracy\": %.4f, \"%s_balanced\": %.4f, \"%s_confusion\": ", cm_names[k],
+                cm_accuracy(run->cm[k], run->n), cm_names[k], cm_balanced(run->cm[k], run->n), cm_names[k]);
+        json_matrix(x->json, run->cm[k], run->n);
+    }
+    fprintf(x->json, "}");
+}
+
+/* Mean and sample sd of v[0 .. n). */
+static void mean_sd(const double *v, int n, double *mean, double *sd)
+{
+    double s = 0, q = 0;
+    int i;
+    for (i = 0; i < n; i++) s += v[i];
+    *mean = n ? s / n : 0;
+    for (i = 0; i < n; i++) q += (v[i] - *mean) * (v[i] - *mean);
+    *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+}
+
+/* The metrics of runs[seed][fold]: per seed the mean and sd over folds, then the mean of those
+ * over seeds (the plain pipeline's table, averaged over seeds), one line each. */
+static void exp_print_summary(const exp_context *x, exp_run *runs, int n_seeds, int n_folds, const exp_run *sum)
+{
+    static const char *const names[] = {"block_accuracy", "balanced_accuracy", "flow_accuracy", "flow_accuracy_mean_vote",
+                                        "short_flow_accuracy", "short_flow_balanced"};
+    double v[64], mean, sd, means[6] = {0}, sds[6] = {0}, worst = 1;
+    int metric, s, f;
+    uint32_t c, k;
+    for (metric = 0; metric < 6; metric++) {
+        for (s = 0; s < n_seeds; s++) {
+            for (f = 0; f < n_folds && f < 64; f++) {
+                const exp_run *r = &runs[s * n_folds + f];
+                switch (metric) {
+                case 0: v[f] = cm_accuracy(r->cm[CM_BLOCK], r->n); break;
+                case 1: v[f] = cm_balanced(r->cm[CM_BLOCK], r->n); break;
+                case 2: v[f] = cm_accuracy(r->cm[CM_FLOW], r->n); break;
+                case 3: v[f] = cm_accuracy(r->cm[CM_FLOW_MEAN], r->n); break;
+                case 4: v[f] = cm_accuracy(r->cm[CM_SHORT], r->n); break;
+                default: v[f] = cm_balanced(r->cm[CM_SHORT], r->n); break;
+                }
+            }
+            mean_sd(v, n_folds < 64 ? n_folds : 64, &mean, &sd);
+            means[metric] += mean / n_seeds;
+            sds[metric] += sd / n_seeds;
+        }
+    }
+    for (s = 0; s < n_seeds * n_folds; s++)
+        for (c = 0; c < runs[s].n; c++) {
+            double r = cm_recall(runs[s].cm[CM_BLOCK], runs[s].n, c);
+            if (r >= 0 && r < worst) worst = r;
+        }
+    printf("metric\tmean\tsd\n");
+    for (metric = 0; metric < 6; metric++) printf("%s\t%.4f\t%.4f\n", names[metric], means[metric], sds[metric]);
+    printf("worst_class_recall_in_a_fold\t%.4f\t-\n", worst);
+    for (k = 0; k < CM_COUNT; k += 3) {
+        printf("\n%s confusion, summed over folds and seeds, share of each row\nclass", k ? "short-flow" : "block");
+        for (c = 0; c < sum->n; c++) printf("\t%s", x->classes[c]);
+        printf("\trecall\n");
+        for (c = 0; c < sum->n; c++) {
+            size_t row = 0;
+            uint32_t d;
+            for (d = 0; d < sum->n; d++) row += sum->cm[k][c * sum->n + d];
+            printf("%s", x->classes[c]);
+            for (d = 0; d < sum->n; d++) printf("\t%.3f", row ? (double)sum->cm[k][c * sum->n + d] / (double)row : 0.0);
+            printf("\t%.3f\n", row ? (double)sum->cm[k][c * sum->n + c] / (double)row : 0.0);
+        }
+    }
+}
+
+/* k folds over the test groups: the runs of every seed and fold of one task. side/not_side pick
+ * the test and training sources of fold f; g >= 0 restricts both to group g. */
+static int exp_folds(exp_context *x, const char *task, int g, exp_run *runs, exp_run *sum)
+{
+    size_t *train = (size_t *)malloc((x->ds->n_blocks + 1) * sizeof *train);
+    size_t *test = (size_t *)malloc((x->ds->n_blocks + 1) * sizeof *test);
+    int s, f, ok = train && test, k = (int)x->o->k;
+    for (s = 0; ok && s < x->o->n_seeds; s++)
+        for (f = 0; ok && f < k; f++) {
+            exp_run *run = &runs[s * k + f];
+            size_t n_test = exp_select(x, side_fold, f, g, test), n_train = exp_select(x, side_not_fold, f, g, train);
+            char name[32];
+            snprintf(name, sizeof name, "fold %d/%d", f + 1, k);
+            if (!exp_run_init(run, x->n_classes)) ok = 0;
+            else if (!n_test || !n_train) continue;
+            else ok = exp_run_split(x, train, n_train, test, n_test, x->o->seeds[s], run);
+            if (ok) {
+                exp_report_run(x, task, "other folds", name, x->o->seeds[s], run);
+                exp_run_add(sum, run);
+            }
+        }
+    free(train);
+    free(test);
+    return ok;
+}
+
+static void exp_free_runs(exp_run *runs, int n)
+{
+    int i;
+    for (i = 0; i < n; i++) exp_run_free(&runs[i]);
+    free(runs);
+}
+
+/* Multiclass, or one class against all others (two model classes) for each class. */
+static int exp_classes(exp_context *x, int one_vs_all)
+{
+    int n = x->o->n_seeds * (int)x->o->k, ok = 1, *map = (int *)malloc((x->ds->n_classes + 1) * sizeof *map);
+    uint32_t c, target, end = one_vs_all ? x->ds->n_classes : 1;
+    for (target = 0; ok && map && target < end; target++) {
+        exp_run *runs = (exp_run *)calloc((size_t)n, sizeof *runs), sum;
+        const char *pair[2];
+        char task[FLOWPIC_MAX_NAME + 32];
+        if (one_vs_all) {
+            char other[] = "other";
+            for (c = 0; c < x->ds->n_classes; c++) map[c] = c == target ? 0 : 1;
+            pair[0] = x->ds->classes[target];
+            pair[1] = other;
+            x->classes = pair;
+            x->n_classes = 2;
+            x->model_class = map;
+            snprintf(task, sizeof task, "%s vs all", x->ds->classes[target]);
+            printf("\n== %s ==\n", task);
+        } else {
+            snprintf(task, sizeof task, "multiclass");
+        }
+        ok = runs && exp_run_init(&sum, x->n_classes) && exp_folds(x, task, -1, runs, &sum);
+        if (ok) exp_print_summary(x, runs, x->o->n_seeds, (int)x->o->k, &sum);
+        if (runs) exp_free_runs(runs, n);
+        exp_run_free(&sum);
+    }
+    free(map);
+    return ok;
+}
+
+/* Train on the sources of group a, test on those of group b (k folds inside a group). */
+static int exp_conditions(exp_context *x, int leave_out)
+{
+    int a, b, s, ok = 1, G = x->n_groups, S = x->o->n_seeds;
+    double *block = (double *)calloc((size_t)G * (size_t)G + 1, sizeof *block), *flow = (double *)calloc((size_t)G * (size_t)G + 1, sizeof *flow);
+    size_t *train = (size_t *)malloc((x->ds->n_blocks + 1) * sizeof *train);
+    size_t *test = (size_t *)malloc((x->ds->n_blocks + 1) * sizeof *test);
+    ok = block && flow && train && test;
+    for (a = 0; ok && a < G; a++)
+        for (b = 0; ok && b < G; b++) {
+            exp_run sum;
+            if (leave_out && a != b) continue;
+            if (!exp_run_init(&sum, x->n_classes)) {
+                ok = 0;
+                break;
+            }
+            if (a == b && !leave_out) { /* folds inside the condition */
+                int n = S * (int)x->o->k;
+                exp_run *runs = (exp_run *)calloc((size_t)n, sizeof *runs);
+                char task[64];
+                snprintf(task, sizeof task, "condition %s", x->group_names[a]);
+                ok = runs && exp_folds(x, task, a, runs, &sum);
+                if (runs) exp_free_runs(runs, n);
+            } else {
+                size_t n_test = exp_select(x, side_group, b, -1, test);
+                for (s = 0; ok && s < S; s++) {
+                    exp_run run;
+                    size_t n_train = exp_select(x, leave_out ? side_not_group : side_group, a, -1, train);
+                    if (!exp_run_init(&run, x->n_classes)) ok = 0;
+                    else if (n_train && n_test) ok = exp_run_split(x, train, n_train, test, n_test, x->o->seeds[s], &run);
+                    if (ok && n_train && n_test) {
+                        exp_report_run(x, leave_out ? "leave one out" : "conditions", leave_out ? "the others" : x->group_names[a],
+                                       x->group_names[b], x->o->seeds[s], &run);
+                        exp_run_add(&sum, &run);
+                    }
+                    exp_run_free(&run);
+                }
+            }
+            block[a * G + b] = cm_accuracy(sum.cm[CM_BLOCK], sum.n);
+            flow[a * G + b] = cm_accuracy(sum.cm[CM_FLOW], sum.n);
+            exp_run_free(&sum);
+        }
+    if (ok && leave_out) {
+        printf("left out\tblock_accuracy\tflow_accuracy\n");
+        for (a = 0; a < G; a++) printf("%s\t%.4f\t%.4f\n", x->group_names[a], block[a * G + a], flow[a * G + a]);
+    } else if (ok) {
+        int m;
+        for (m = 0; m < 2; m++) {
+            printf("%s%s accuracy (rows: trained on, columns: tested on; the diagonal: %llu folds inside)\ntrain\\test",
+                   m ? "\n" : "", m ? "flow" : "block", x->o->k);
+            for (b = 0; b < G; b++) printf("\t%s", x->group_names[b]);
+            for (a = 0; a < G; a++) {
+                printf("\n%s", x->group_names[a]);
+                for (b = 0; b < G; b++) printf("\t%.4f", (m ? flow : block)[a * G + b]);
+            }
+            printf("\n");
+        }
+    }
+    free(block);
+    free(flow);
+    free(train);
+    free(test);
+    return ok;
+}
+
+/* The plain pipeline's file-grouped folds: class after class, files largest first (by blocks;
+ * ties by name) to the fold with the fewest blocks of that class (ties: fewest files of the
+ * class, fewest blocks of all classes, lowest index). source_fold[] gets a fold per source. */
+static int exp_compute_folds(const exp_context *x, int *source_fold)
+{
+    const flowpic_dataset *ds = x->ds;
+    size_t k = x->o->k, *blocks = (size_t *)calloc(ds->n_sources + 1, sizeof *blocks);
+    size_t *load = (size_t *)calloc(3 * k, sizeof *load), *files = load + k, *total = load + 2 * k;
+    int *cls = (int *)malloc((ds->n_sources + 1) * sizeof *cls), ok = blocks && load && cls;
+    uint32_t c, s;
+    size_t i;
+    for (s = 0; ok && s < ds->n_sources; s++) cls[s] = -1, source_fold[s] = -1;
+    for (i = 0; ok && i < ds->n_blocks; i++) {
+        uint32_t src = ds->flows[ds->blocks[i].flow].source;
+        if (!x->is_block[i]) continue;
+        blocks[src]++;
+        cls[src] = ds->blocks[i].label;
+    }
+    for (c = 0; ok && c < ds->n_classes; c++) {
+        memset(load, 0, 2 * k * sizeof *load);
+        for (;;) {
+            uint32_t best = UINT32_MAX;
+            size_t f, j = 0;
+            for (s = 0; s < ds->n_sources; s++)
+                if (cls[s] == (int)c && source_fold[s] < 0 &&
+                    (best == UINT32_MAX || blocks[s] > blocks[best] ||
+                     (blocks[s] == blocks[best] && strcmp(ds->sources[s], ds->sources[best]) < 0)))
+                    best = s;
+            if (best == UINT32_MAX) break;
+            for (f = 1; f < k; f++)
+                if (load[f] < load[j] || (load[f] == load[j] && (files[f] < files[j] || (files[f] == files[j] && total[f] < total[j]))))
+                    j = f;
+            source_fold[best] = (int)j;
+            load[j] += blocks[best];
+            files[j]++;
+            total[j] += blocks[best];
+        }
+    }
+    free(blocks);
+    free(load);
+    free(cls);
+    return ok;
+}
+
+/* Reads a TSV with a header line naming its columns; calls row(user, key column, value column)
+ * for each data line. Lines starting with '#' and blank lines are skipped. */
+typedef int (*tsv_row_fn)(void *user, const char *key, const char *value, int line);
+
+static int read_tsv(const char *path, const char *key_col, const char *value_col, int has_header, tsv_row_fn row, void *user)
+{
+    FILE *f = fopen(path, "r");
+    char line[8192];
+    int n = 0, key = 0, value = 1, ok = 1;
+    if (!f) {
+        fprintf(stderr, "flowpic: %s: %s\n", path, strerror(errno));
+        return 0;
+    }
+    while (ok && fgets(line, sizeof line, f)) {
+        char *field[16], *p = line;
+        int nf = 0;
+        n++;
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!line[0] || line[0] == '#') continue;
+        while (nf < 16) {
+            field[nf++] = p;
+            p = strchr(p, '\t');
+            if (!p) break;
+            *p++ = '\0';
+        }
+        if (has_header == 1) { /* find the named columns */
+            int i;
+            key = value = -1;
+            for (i = 0; i < nf; i++) {
+                if (!strcmp(field[i], key_col)) key = i;
+                if (!strcmp(field[i], value_col)) value = i;
+            }
+            if (key < 0 || value < 0) {
+                fprintf(stderr, "flowpic: %s: line %d: need columns '%s' and '%s'\n", path, n, key_col, value_col);
+                ok = 0;
+            }
+            has_header = 2;
+            continue;
+        }
+        if (key >= nf || value >= nf) {
+            fprintf(stderr, "flowpic: %s: line %d: expected at least %d tab-separated fields\n", path, n,
+                    (key > value ? key : value) + 1);
+            ok = 0;
+        } else {
+            ok = row(user, field[key], field[value], n);
+        }
+    }
+    if (ok && ferror(f)) {
+        fprintf(stderr, "flowpic: %s: read error\n", path);
+        ok = 0;
+    }
+    fclose(f);
+    return ok;
+}
+
+typedef struct fold_reader {
+    const exp_context *x;
+    const char *path;
+    int *source_fold;
+} fold_reader;
+
+static int fold_row(void *user, const char *file, const char *fold, int line)
+{
+    fold_reader *fr = (fold_reader *)user;
+    unsigned long long f;
+    uint32_t s;
+    if (!parse_ulong(fold, (unsigned long long)fr->x->o->k - 1, &f)) {
+        fprintf(stderr, "flowpic: %s: line %d: fold '%s' is not in 0..%llu (--k)\n", fr->path, line, fold, fr->x->o->k - 1);
+        return 0;
+    }
+    for (s = 0; s < fr->x->ds->n_sources; s++)
+        if (path_matches(file, fr->x->ds->sources[s])) fr->source_fold[s] = (int)f;
+    return 1;
+}
+
+/* Groups by name: the index of name in x->group_names, added when new. */
+static int group_id(exp_context *x, const char *name)
+{
+    int g;
+    char **names;
+    for (g = 0; g < x->n_groups; g++)
+        if (!strcmp(x->group_names[g], name)) return g;
+    names = (char **)realloc(x->group_names, (size_t)(x->n_groups + 1) * sizeof *names);
+    if (!names) return -1;
+    x->group_names = names;
+    if (!(names[x->n_groups] = copy_string(name, strlen(name)))) return -1;
+    return x->n_groups++;
+}
+
+typedef struct condition_rule {
+    char *glob;
+    int group;
+} condition_rule;
+
+typedef struct condition_reader {
+    exp_context *x;
+    condition_rule *rules;
+    int n;
+} condition_reader;
+
+static int condition_row(void *user, const char *glob, const char *condition, int line)
+{
+    condition_reader *cr = (condition_reader *)user;
+    condition_rule *rules = (condition_rule *)realloc(cr->rules, (size_t)(cr->n + 1) * sizeof *rules);
+    (void)line;
+    if (!rules) return 0;
+    cr->rules = rules;
+    rules[cr->n].group = group_id(cr->x, condition);
+    rules[cr->n].glob = copy_string(glob, strlen(glob));
+    return rules[cr->n++].group >= 0 && rules[cr->n - 1].glob;
+}
+
+/* The group of each source: the first matching rule of --conditions, else (leave one out) the
+ * capture's directory. */
+static int exp_groups(exp_context *x)
+{
+    condition_reader cr;
+    uint32_t s;
+    int i, ok = 1;
+    memset(&cr, 0, sizeof cr);
+    cr.x = x;
+    if (x->o->conditions_path && !read_tsv(x->o->conditions_path, 0, 0, 0, condition_row, &cr)) ok = 0;
+    for (s = 0; ok && s < x->ds->n_sources; s++) {
+        const char *src = x->ds->sources[s], *slash, *prev;
+        x->group[s] = -1;
+        if (x->o->conditions_path) {
+            for (i = 0; i < cr.n && x->group[s] < 0; i++)
+                if (path_matches(cr.rules[i].glob, src)) x->group[s] = cr.rules[i].group;
+            continue;
+        }
+        slash = strrchr(src, '/');
+        if (!slash) {
+            x->group[s] = group_id(x, ".");
+            continue;
+        }
+        for (prev = slash; prev > src && prev[-1] != '/'; prev--) {}
+        {
+            char *dir = copy_string(prev, (size_t)(slash - prev));
+            x->group[s] = dir ? group_id(x, dir) : -1;
+            free(dir);
+        }
+    }
+    for (i = 0; i < cr.n; i++) free(cr.rules[i].glob);
+    free(cr.rules);
+    return ok;
+}
+
+static int experiment_option(void *user, const char *name, const char *value)
+{
+    exp_options *o = (exp_options *)user;
+    if (!strcmp(name, "--task")) {
+        static const char *const tasks[] = {"multiclass", "one-vs-all", "conditions", "leave-one-out"};
+        int t;
+        for (t = 0; t < 4; t++)
+            if (!strcmp(value, tasks[t])) return o->task = t, 1;
+        return -1;
+    }
+    if (!strcmp(name, "--k")) return parse_ulong(value, 64, &o->k) && o->k >= 2 ? 1 : -1;
+    if (!strcmp(name, "--split")) {
+        if (!strcmp(value, "file") || !strcmp(value, "random")) return o->random_split = !strcmp(value, "random"), 1;
+        return -1;
+    }
+    if (!strcmp(name, "--seeds")) {
+        char *copy = copy_string(value, strlen(value)), *tok, *save = 0;
+        int ok = copy != 0;
+        o->n_seeds = 0;
+        for (tok = copy ? strtok_r(copy, ",", &save) : 0; ok && tok; tok = strtok_r(0, ",", &save))
+            ok = o->n_seeds < EXP_MAX_SEEDS && parse_ulong(tok, UINT64_MAX, &o->seeds[o->n_seeds++]);
+        free(copy);
+        return ok && o->n_seeds ? 1 : -1;
+    }
+    if (!strcmp(name, "--folds")) return (o->folds_path = value) != 0;
+    if (!strcmp(name, "--conditions")) return (o->conditions_path = value) != 0;
+    if (!strcmp(name, "--json")) return (o->json_path = value) != 0;
+    if (!strcmp(name, "--min-packets")) return parse_ulong(value, FLOWPIC_MAX_BLOCK_PACKETS, &o->min_packets) ? 1 : -1;
+    if (!strcmp(name, "--short-seconds")) return parse_double(value, &o->short_s) && o->short_s > 0 ? 1 : -1;
+    if (!strcmp(name, "--short-keep")) return parse_double(value, &o->short_keep) && o->short_keep >= 0 && o->short_keep <= 1 ? 1 : -1;
+    if (!strcmp(name, "--val-share")) return parse_double(value, &o->val_share) && o->val_share >= 0 && o->val_share < 1 ? 1 : -1;
+    return 0;
+}
+
+static int experiment_flag(void *user, const char *name)
+{
+    exp_options *o = (exp_options *)user;
+    if (!strcmp(name, "--list-folds")) return o->list_folds = 1;
+    return 0;
+}
+
+/* The fold of every block: the fold table (or the computed file-grouped folds) by source, or
+ * for a random split a random permutation of the blocks dealt round robin. */
+static int exp_assign_folds(exp_context *x)
+{
+    const flowpic_dataset *ds = x->ds;
+    int *source_fold = (int *)malloc((ds->n_sources + 1) * sizeof *source_fold), ok = source_fold != 0;
+    size_t i, missing = 0, *perm;
+    uint32_t s;
+    if (ok && x->o->random_split) {
+        flowpic_rng rng;
+        flowpic_rng_seed(&rng, x->o->seeds[0]);
+        perm = (size_t *)malloc((ds->n_blocks + 1) * sizeof *perm);
+        ok = perm != 0;
+        for (i = 0; ok && i < ds->n_blocks; i++) perm[i] = i;
+        if (ok) shuffle(perm, ds->n_blocks, &rng);
+        for (i = 0; ok && i < ds->n_blocks; i++) x->fold[perm[i]] = (int)(i % x->o->k);
+        free(perm);
+        free(source_fold);
+        return ok;
+    }
+    if (ok && x->o->folds_path) {
+        fold_reader fr;
+        fr.x = x;
+        fr.path = x->o->folds_path;
+        fr.source_fold = source_fold;
+        for (s = 0; s < ds->n_sources; s++) source_fold[s] = -1;
+        ok = read_tsv(x->o->folds_path, "file", "fold", 1, fold_row, &fr);
+    } else if (ok) {
+        ok = exp_compute_folds(x, source_fold);
+    }
+    for (i = 0; ok && i < ds->n_blocks; i++) {
+        x->fold[i] = source_fold[ds->flows[ds->blocks[i].flow].source];
+        missing += x->fold[i] < 0 && x->is_block[i];
+    }
+    if (ok && missing)
+        fprintf(stderr, "flowpic: experiment: %llu blocks are in files the fold table does not name; left out\n",
+                (unsigned long long)missing);
+    free(source_fold);
+    return ok;
+}
+
+/* The fold table as --folds reads it: file, class, fold, blocks (of >= min packets). */
+static void exp_list_folds(const exp_context *x)
+{
+    const flowpic_dataset *ds = x->ds;
+    size_t *blocks = (size_t *)calloc(ds->n_sources + 1, sizeof *blocks), i;
+    int *fold = (int *)malloc((ds->n_sources + 1) * sizeof *fold), *cls = (int *)malloc((ds->n_sources + 1) * sizeof *cls);
+    uint32_t s;
+    if (!blocks || !fold || !cls) {
+        fprintf(stderr, "flowpic: experiment: out of memory\n");
+    } else {
+        for (s = 0; s < ds->n_sources; s++) fold[s] = cls[s] = -1;
+        for (i = 0; i < ds->n_blocks; i++) {
+            uint32_t src = ds->flows[ds->blocks[i].flow].source;
+            if (!x->is_block[i]) continue;
+            blocks[src]++;
+            fold[src] = x->fold[i];
+            cls[src] = ds->blocks[i].label;
+        }
+        printf("file\tclass\tfold\tblocks\n");
+        for (s = 0; s < ds->n_sources; s++)
+            if (blocks[s]) printf("%s\t%s\t%d\t%llu\n", ds->sources[s], ds->classes[cls[s]], fold[s], (unsigned long long)blocks[s]);
+    }
+    free(blocks);
+    free(fold);
+    free(cls);
+}
+
+/* Which blocks count (>= min packets) and each flow's first window. */
+static int exp_index(exp_context *x)
+{
+    const flowpic_dataset *ds = x->ds;
+    size_t i;
+    x->is_block = (char *)malloc(ds->n_blocks + 1);
+    x->first_window = (size_t *)malloc((ds->n_flows + 1) * sizeof *x->first_window);
+    x->fold = (int *)malloc((ds->n_blocks + 1) * sizeof *x->fold);
+    x->group = (int *)malloc((ds->n_sources + 1) * sizeof *x->group);
+    if (!x->is_block || !x->first_window || !x->fold || !x->group) return 0;
+    for (i = 0; i < ds->n_flows; i++) x->first_window[i] = (size_t)-1;
+    for (i = 0; i < ds->n_blocks; i++) {
+        x->is_block[i] = ds->blocks[i].n_packets >= x->o->min_packets;
+        if (ds->blocks[i].index == 0) x->first_window[ds->blocks[i].flow] = i;
+    }
+    return 1;
+}
+
+static void exp_free(exp_context *x)
+{
+    int g;
+    free(x->is_block);
+    free(x->first_window);
+    free(x->fold);
+    free(x->group);
+    for (g = 0; g < x->n_groups; g++) free(x->group_names[g]);
+    free(x->group_names);
+}
+
+static int cmd_experiment(int argc, char **argv)
+{
+    recipe r;
+    exp_options o;
+    exp_context x;
+    flowpic_dataset ds;
+    atomic_file json;
+    int first, ok;
+    size_t i, blocks = 0;
+    recipe_defaults(&r);
+    memset(&o, 0, sizeof o);
+    o.k = 5;
+    o.seeds[0] = 1;
+    o.n_seeds = 1;
+    o.min_packets = 10;
+    o.short_s = 20;
+    o.short_keep = 0.5;
+    o.val_share = 0.1;
+    if ((first = parse_recipe("experiment", &r, argc, argv, experiment_option, experiment_flag, &o)) < 0) return EXIT_USAGE;
+    if (first == argc) {
+        fail_usage("experiment", "no data set given", 0);
+        return EXIT_USAGE;
+    }
+    if (o.task == TASK_CONDITIONS && !o.conditions_path) {
+        fail_usage("experiment", "--task conditions needs --conditions FILE", 0);
+        return EXIT_USAGE;
+    }
+    if (!r.has_epochs) r.fit.epochs = 30;    /* the plain pipeline's cap and stopping rule */
+    if (!r.has_patience) r.fit.patience = 5;
+    r.fit.balanced_loss = 1;
+    if (!load_datasets(argc - first, (const char *const *)(argv + first), &ds)) return EXIT_RUNTIME;
+    memset(&x, 0, sizeof x);
+    x.r = &r;
+    x.o = &o;
+    x.ds = &ds;
+    x.classes = (const char *const *)ds.classes;
+    x.n_classes = ds.n_classes;
+    ok = exp_index(&x) && exp_assign_folds(&x) && exp_groups(&x);
+    for (i = 0; ok && i < ds.n_blocks; i++) blocks += (size_t)x.is_block[i];
+    if (ok && (ds.n_classes < 2 || blocks < 2)) {
+        fprintf(stderr, "flowpic: experiment: need at least two classes and two blocks of >= %llu packets\n", o.min_packets);
+        ok = 0;
+    }
+    if (ok && o.list_folds) {
+        exp_list_folds(&x);
+        exp_free(&x);
+        flowpic_dataset_free(&ds);
+        return 0;
+    }
+    if (ok && o.json_path && !atomic_open(&json, o.json_path)) ok = 0;
+    if (ok && o.json_path) {
+        x.json = json.f;
+        fprintf(x.json, "{\"net\": \"%s\", \"res\": %llu, \"transform\": \"%s\", \"split\": \"%s\", \"k\": %llu, \"runs\": [",
+                flowpic_arch_name(r.arch), r.res, flowpic_transform_name(r.transform), o.random_split ? "random" : "file", o.k);
+    }
+    if (ok) {
+        printf("%llu blocks of >= %llu packets, %u classes, %u files; %s net at %llu x %llu (%s), %s%s, %llu folds %s, %d seed(s)\n",
+               (unsigned long long)blocks, o.min_packets, ds.n_classes, ds.n_sources, flowpic_arch_name(r.arch), r.res, r.res,
+               flowpic_transform_name(r.transform), r.undersample ? "undersampling" : r.fit.oversample ? "oversampling" : "no balancing",
+               flowpic_augment_active(&r.fit.aug) ? ", augmented" : "", o.k, o.random_split ? "of random blocks" : "grouped by file",
+               o.n_seeds);
+        if (o.task == TASK_MULTICLASS || o.task == TASK_ONE_VS_ALL) ok = exp_classes(&x, o.task == TASK_ONE_VS_ALL);
+        else ok = exp_conditions(&x, o.task == TASK_LEAVE_OUT);
+    }
+    if (x.json) {
+        fprintf(x.json, "\n]}\n");
+        if (atomic_close(&json, ok)) printf("wrote %s\n", o.json_path);
+        else ok = 0;
+    }
+    exp_free(&x);
+    flowpic_dataset_free(&ds);
+    return ok ? 0 : EXIT_RUNTIME;
+}
+
 /* ---- help ------------------------------------------------------------------------------------ */
 
 typedef struct command {
@@ -1864,7 +3079,14 @@ typedef struct command {
     int (*run)(int argc, char **argv);
     const char *summary;
     const char *help;
+    const char *options; /* more help text shared between commands, or NULL */
 } command;
+
+static void print_help(const command *c)
+{
+    fputs(c->help, stdout);
+    if (c->options) fputs(c->options, stdout);
+}
 
 static int cmd_help(int argc, char **argv);
 
@@ -1903,7 +3125,7 @@ static const command commands[] = {
      "latest timestamp and the duration between them, and any error with its record number\n"
      "and byte offset (the counts then cover every packet before the bad record).\n"
      "\n"
-     "Exit status: 0 when every file reads to its end, 1 otherwise, 2 on a usage error.\n"},
+     "Exit status: 0 when every file reads to its end, 1 otherwise, 2 on a usage error.\n", 0},
     {"flows", cmd_flows, "one tab-separated line per flow of each capture",
      "usage: flowpic flows [--bidirectional] FILE...\n"
      "\n"
@@ -1916,7 +3138,7 @@ static const command commands[] = {
      "listed separately, file after file. Only IPv4/IPv6 TCP/UDP packets count.\n"
      "\n"
      "Options:\n"
-     "  --bidirectional   merge both directions under the key of the flow's first packet\n"},
+     "  --bidirectional   merge both directions under the key of the flow's first packet\n", 0},
     {"extract", cmd_extract, "cut captures into labelled blocks: a data set file",
      "usage: flowpic extract [OPTIONS] -o OUT FILE...\n"
      "\n"
@@ -1924,7 +3146,7 @@ static const command commands[] = {
      "their labels to the data set OUT (format: docs/DATASET.md; written to OUT.tmp, then\n"
      "renamed). Prints the blocks per class. Progress goes to stderr when it is a terminal.\n"
      "\n"
-     SELECTION_HELP},
+     SELECTION_HELP, 0},
     {"blocks", cmd_blocks, "one tab-separated line per block of each capture",
      "usage: flowpic blocks [OPTIONS] FILE...\n"
      "\n"
@@ -1933,7 +3155,7 @@ static const command commands[] = {
      "block is the window number k, start the window start in seconds (9 decimals), packets\n"
      "the packets in its picture. The options are those of extract (labels only select files).\n"
      "\n"
-     SELECTION_HELP},
+     SELECTION_HELP, 0},
     {"stats", cmd_stats, "what a data set holds: classes, blocks, packets, sources",
      "usage: flowpic stats [--pixels R] DATASET...\n"
      "\n"
@@ -1942,7 +3164,7 @@ static const command commands[] = {
      "classes are matched by name).\n"
      "\n"
      "  --pixels R   instead: the non-zero pixels of all pictures at R x R and their checksum,\n"
-     "               the sum of mix64(row << 40 | column << 20 | count) (as ../shared/bench)\n"},
+     "               the sum of mix64(row << 40 | column << 20 | count) (as ../shared/bench)\n", 0},
     {"render", cmd_render, "draw one FlowPic as PNG or PGM",
      "usage: flowpic render [--index N] [--class C] [--res R] [--scale S] [--dot D] [OPTIONS]\n"
      "                      -o OUT.png DATASET|FILE\n"
@@ -1953,7 +3175,7 @@ static const command commands[] = {
      "Time runs left to right, size bottom to top; every non-zero pixel is black on white,\n"
      "grown by D image pixels on each side so single packets show (default: 3 when the image\n"
      "is 1000 pixels or more, else 0).\n"
-     "OUT ending in .pgm gives PGM, anything else PNG.\n"},
+     "OUT ending in .pgm gives PGM, anything else PNG.\n", 0},
     {"export", cmd_export, "pictures and labels as NumPy files",
      "usage: flowpic export --npy OUT.npy [--res R] [--dtype u8|f32] [--transform T] DATASET...\n"
      "\n"
@@ -1961,7 +3183,7 @@ static const command commands[] = {
      "OUT.labels.npy (int32 class index per block) and OUT.classes.txt (one class name a line,\n"
      "in index order). u8 (default): counts clipped at 255. f32: the value transform T, one of\n"
      "raw, clip255, scale (count / 255 after clipping), binary, log1p; default scale for the\n"
-     "tcbench preset, raw otherwise. In Python: x = numpy.load('OUT.npy').\n"},
+     "tcbench preset, raw otherwise. In Python: x = numpy.load('OUT.npy').\n", 0},
     {"train", cmd_train, "train a CNN on data sets: a model file",
      "usage: flowpic train [OPTIONS] -o MODEL DATASET...\n"
      "\n"
@@ -1971,28 +3193,47 @@ static const command commands[] = {
      "epoch on stdout (train and validation loss and accuracy), a progress bar on stderr.\n"
      "Same seed, data and options: the same model file, whatever the thread count.\n"
      "\n"
-     "  --net full|mini        the paper's net (1500 x 1500) or tcbench's LeNet-5 (32 / 64)  [mini]\n"
-     "  --res R                picture resolution                     [full: 1500, mini: 64]\n"
-     "  --transform T          raw, clip255, scale, binary, log1p     [full: raw, mini: log1p]\n"
-     "  --epochs N             passes over the training blocks        [20]\n"
-     "  --batch N              blocks per Adam step                   [full: 32, mini: 64]\n"
-     "  --lr X                 Adam learning rate                     [0.001]\n"
-     "  --seed N               one seed for split, init, order, dropout [1]\n"
-     "  --threads N            OpenMP threads (builds with OPENMP=1)  [all]\n"
+     "  -o MODEL               the model file (written to MODEL.tmp, then renamed)\n"
      "  --val-split F          share of blocks held out for validation [0.1]\n"
      "  --group-by file        hold out whole capture files instead of blocks\n"
-     "  --val DATASET          validate on this data set instead\n"
-     "  --balance              undersample every class to the smallest (the paper's recipe)\n"
-     "  --keep-best, --no-keep-best  keep the weights of the best validation loss [on]\n"
-     "  --paper-schedule       the paper's setup: full net, 1500 x 1500, raw counts, batch 128\n"
-     "  --progress, --no-progress    progress bar on stderr   [when stderr is a terminal]\n"},
+     "  --val DATASET          validate on this data set instead\n",
+     recipe_help},
+    {"experiment", cmd_experiment, "the paper's experiments: k folds by file, seeds, block/flow/short-flow accuracy",
+     "usage: flowpic experiment [OPTIONS] DATASET...\n"
+     "\n"
+     "Trains and tests a model per fold and seed and prints block accuracy, balanced accuracy,\n"
+     "flow accuracy (majority and mean-probability votes over a flow's blocks), short-flow\n"
+     "accuracy (each test flow cut to its first 20 s, half its packets dropped) and per-class\n"
+     "recall: per seed the mean and sd over folds, averaged over seeds, then the confusion\n"
+     "matrices summed over runs. A line per run on stderr. Blocks are those of >= --min-packets;\n"
+     "extract with --min-packets 1 so that short flows are built from every flow's first window.\n"
+     "Validation for early stopping: --val-share of each class's training files. docs/RESULTS.md.\n"
+     "\n"
+     "  --task T               multiclass, one-vs-all (each class against the rest, balanced),\n"
+     "                         conditions (train on one condition, test on each; --conditions),\n"
+     "                         leave-one-out (each condition or capture directory left out)  [multiclass]\n"
+     "  --folds FILE           TSV with columns file and fold (torch_pipeline.py --list-folds);\n"
+     "                         a file matches a data-set source when it equals the source or a\n"
+     "                         trailing part of it after a '/'   [the same rule, computed here]\n"
+     "  --k N                  folds                                  [5]\n"
+     "  --split file|random    folds grouped by capture file, or random blocks [file]\n"
+     "  --seeds A,B,...        one run per seed and fold              [1]\n"
+     "  --conditions FILE      lines GLOB<TAB>CONDITION, first match wins\n"
+     "  --min-packets N        a window is a block with >= N packets   [10]\n"
+     "  --short-seconds S, --short-keep P   the short-flow test        [20, 0.5]\n"
+     "  --val-share P          share of training files for validation  [0.1]\n"
+     "  --json OUT             every run, its metrics and confusion matrices\n"
+     "  --list-folds           print the fold of every file (file, class, fold, blocks) and stop\n"
+     "and the training options of train (defaults here: --epochs 30 --patience 5, validation\n"
+     "on the class-balanced loss):\n",
+     recipe_help},
     {"eval", cmd_eval, "accuracy, confusion matrix, precision / recall / F1 of a model",
      "usage: flowpic eval [--json] MODEL DATASET...\n"
      "\n"
      "Classifies every block of the data sets (which must be cut as the model expects) and prints\n"
      "the confusion matrix in counts and as shares of each row, per-class precision, recall, F1\n"
      "and support, accuracy and balanced accuracy (the mean of the recalls). Blocks of classes\n"
-     "the model does not know are skipped and counted. --json prints one JSON object.\n"},
+     "the model does not know are skipped and counted. --json prints one JSON object.\n", 0},
     {"classify", cmd_classify, "the class of every flow of captures",
      "usage: flowpic classify [--vote majority|mean] [--per-block] MODEL FILE...\n"
      "\n"
@@ -2001,8 +3242,8 @@ static const command commands[] = {
      "  proto  src  sport  dst  dport  blocks  label  confidence\n"
      "majority (default): the most frequent block label, ties to the larger summed probability,\n"
      "confidence = its share of the votes; mean: the largest mean probability, confidence = it.\n"
-     "--per-block prints each block with its probabilities instead.\n"},
-    {"help", cmd_help, "this list, or the usage of one command", "usage: flowpic help [COMMAND]\n"},
+     "--per-block prints each block with its probabilities instead.\n", 0},
+    {"help", cmd_help, "this list, or the usage of one command", "usage: flowpic help [COMMAND]\n", 0},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -2043,7 +3284,7 @@ static int cmd_help(int argc, char **argv)
         print_usage(stderr);
         return EXIT_USAGE;
     }
-    fputs(c->help, stdout);
+    print_help(c);
     return 0;
 }
 
@@ -2066,7 +3307,7 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (argc > 2 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
-        fputs(c->help, stdout);
+        print_help(c);
         return 0;
     }
     return c->run(argc - 1, argv + 1);

@@ -42,6 +42,7 @@
     X(partial_blocks)                                                                          \
     X(idle_timeout)                                                                            \
     X(picture_transforms)                                                                      \
+    X(augmentations)                                                                           \
     X(block_config_errors)                                                                     \
     X(dataset_round_trip)                                                                      \
     X(dataset_merge)                                                                           \

@@ -3,11 +3,13 @@
  * > 1500, a single-packet flow, ns timestamps, time going backwards, overlap, gaps, timeouts). */
 #include "flowpic.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #include "harness.h"
 
 void test_paper_windows_and_edges(void);
+void test_augmentations(void);
 void test_paper_pixels(void);
 void test_paper_sizes_drop_and_clip(void);
 void test_paper_small_flows(void);
@@ -468,4 +470,112 @@ void test_block_config_errors(void)
     CHECK_EQ(flowpic_picture_build(&pic, FLOWPIC_PRESET_PAPER, S(60), 0, 0, 1500), FLOWPIC_OK);
     CHECK_EQ(pic.n, 0);
     flowpic_picture_free(&pic);
+}
+
+/* ---- augmentations ---------------------------------------------------------------------------- */
+
+/* 1 when out[0 .. m) is a subsequence of in[0 .. n) (same packets, same order). */
+static int is_subsequence(const flowpic_pkt *out, uint32_t m, const flowpic_pkt *in, uint32_t n)
+{
+    uint32_t i = 0, j = 0;
+    for (; i < n && j < m; i++)
+        if (in[i] == out[j]) j++;
+    return j == m;
+}
+
+void test_augmentations(void)
+{
+    enum { N = 600 };
+    const uint64_t L = 60000000000ull;
+    flowpic_pkt in[N], out[N], again[N];
+    flowpic_augment a;
+    flowpic_rng rng, rng2;
+    uint32_t i, m, trial;
+    for (i = 0; i < N; i++) in[i] = FLOWPIC_PKT((uint64_t)i * 100000000ull, 40 + i % 1400); /* every 0.1 s */
+    memset(&a, 0, sizeof a);
+    flowpic_rng_seed(&rng, 7);
+    CHECK(!flowpic_augment_active(&a));
+    CHECK_EQ(flowpic_augment_packets(&a, L, in, N, out, &rng), N); /* all off: a copy */
+    CHECK(memcmp(in, out, sizeof in) == 0);
+    for (trial = 0; trial < 50; trial++) {
+        double scale, shift;
+        /* change RTT: one factor in [0.5, 1.5] for every offset, the ones past L dropped */
+        memset(&a, 0, sizeof a);
+        a.share = 1;
+        a.rtt = 0.5;
+        m = flowpic_augment_packets(&a, L, in, N, out, &rng);
+        CHECK(m >= 2);
+        scale = (double)FLOWPIC_PKT_OFFSET(out[m - 1]) / (double)FLOWPIC_PKT_OFFSET(in[m - 1]);
+        CHECK(scale >= 0.5 && scale <= 1.5);
+        for (i = 1; i < m; i++) {
+            CHECK(fabs((double)FLOWPIC_PKT_OFFSET(out[i]) - scale * (double)FLOWPIC_PKT_OFFSET(in[i])) < 2.0 + 1e-9 * (double)FLOWPIC_PKT_OFFSET(in[i]));
+            CHECK_EQ(FLOWPIC_PKT_SIZE(out[i]), FLOWPIC_PKT_SIZE(in[i]));
+            CHECK(FLOWPIC_PKT_OFFSET(out[i]) < L);
+        }
+        CHECK(m == N || (double)FLOWPIC_PKT_OFFSET(in[m]) * scale >= (double)L - 2);
+        /* time shift: one constant within +-1 s; what leaves [0, L) is dropped */
+        memset(&a, 0, sizeof a);
+        a.share = 1;
+        a.shift_s = 1;
+        m = flowpic_augment_packets(&a, L, in, N, out, &rng);
+        CHECK(m >= N - 10 && m <= N);
+        {
+            uint32_t skip = 0;
+            while (skip < N && FLOWPIC_PKT_SIZE(in[skip]) != FLOWPIC_PKT_SIZE(out[0])) skip++;
+            shift = (double)FLOWPIC_PKT_OFFSET(out[0]) - (double)FLOWPIC_PKT_OFFSET(in[skip]);
+            CHECK(fabs(shift) <= 1e9);
+            for (i = 0; i < m; i++) {
+                CHECK(fabs((double)FLOWPIC_PKT_OFFSET(out[i]) - (double)FLOWPIC_PKT_OFFSET(in[skip + i]) - shift) < 2);
+                CHECK_EQ(FLOWPIC_PKT_SIZE(out[i]), FLOWPIC_PKT_SIZE(in[skip + i]));
+            }
+        }
+        /* packet loss: the dropped packets lie within 0.2 s of each other */
+        memset(&a, 0, sizeof a);
+        a.share = 1;
+        a.loss_s = 0.1;
+        m = flowpic_augment_packets(&a, L, in, N, out, &rng);
+        CHECK(m >= N - 3 && m <= N);
+        CHECK(is_subsequence(out, m, in, N));
+        {
+            uint64_t lo = UINT64_MAX, hi = 0;
+            uint32_t j = 0;
+            for (i = 0; i < N; i++) {
+                if (j < m && out[j] == in[i]) {
+                    j++;
+                    continue;
+                }
+                if (FLOWPIC_PKT_OFFSET(in[i]) < lo) lo = FLOWPIC_PKT_OFFSET(in[i]);
+                if (FLOWPIC_PKT_OFFSET(in[i]) > hi) hi = FLOWPIC_PKT_OFFSET(in[i]);
+            }
+            CHECK(m == N || hi - lo <= 200000000ull);
+        }
+        /* thinning keeps a subsequence; truncation keeps a prefix of at least truncate_s */
+        memset(&a, 0, sizeof a);
+        a.share = 1;
+        a.thin = 0.5;
+        m = flowpic_augment_packets(&a, L, in, N, out, &rng);
+        CHECK(m >= N / 2 - 60 && m <= N);
+        CHECK(is_subsequence(out, m, in, N));
+        memset(&a, 0, sizeof a);
+        a.share = 1;
+        a.truncate_s = 10;
+        m = flowpic_augment_packets(&a, L, in, N, out, &rng);
+        CHECK(m >= 100 && m <= N);
+        CHECK(memcmp(out, in, m * sizeof *in) == 0);
+    }
+    /* everything at once: the same seed gives the same packets; in place works */
+    memset(&a, 0, sizeof a);
+    a.share = 0.5;
+    a.rtt = 0.5, a.shift_s = 1, a.loss_s = 0.1, a.thin = 0.5, a.truncate_s = 10;
+    for (trial = 0; trial < 20; trial++) {
+        uint32_t m2;
+        flowpic_rng_seed(&rng, trial);
+        flowpic_rng_seed(&rng2, trial);
+        m = flowpic_augment_packets(&a, L, in, N, out, &rng);
+        memcpy(again, in, sizeof in);
+        m2 = flowpic_augment_packets(&a, L, again, N, again, &rng2);
+        CHECK_EQ(m, m2);
+        CHECK(memcmp(out, again, m * sizeof *out) == 0);
+        for (i = 1; i < m; i++) CHECK(FLOWPIC_PKT_OFFSET(out[i - 1]) <= FLOWPIC_PKT_OFFSET(out[i]));
+    }
 }
