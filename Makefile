@@ -47,9 +47,11 @@ test-sanitize: $(TEST_SRC) $(HEADERS)
 
 test: test-unit test-nn test-fuzz-replay test-oracle test-train
 
-# Train on ../shared/data, classify held-out files; thread determinism of training.
+# Train on ../shared/data, classify held-out files; thread determinism of training; the
+# experiment command against the plain pipeline's block and flow counts.
 test-train: flowpic
 	sh tests/train_test.sh
+	sh tests/experiment_test.sh
 
 # The network: PyTorch's reference tensors (../shared/vectors or $$FLOWPIC_VECTORS_DIR), gradient
 # checks, naive vs blocked convolution, thread determinism, training, model files.
