@@ -401,7 +401,8 @@ FLOWPIC_DEF flowpic_result flowpic_write_file_atomic(const char *path, const voi
  * bottom to top; every non-zero pixel black on white (the paper's figures), each scale x scale. */
 
 /* dot: extra pixels painted around each non-zero pixel (on each side), so that single packets
- * stay visible on large images; 0 for exact pixels. */
+ * stay visible on large images; 0 for exact pixels (res * scale square). With dot > 0 the image
+ * has a white margin of dot + 2 pixels and a 1-pixel gray frame, so edge pixels stay whole. */
 FLOWPIC_DEF flowpic_result flowpic_picture_png(const flowpic_picture *pic, uint32_t scale, uint32_t dot,
                                                uint8_t **data, size_t *size);
 FLOWPIC_DEF flowpic_result flowpic_picture_pgm(const flowpic_picture *pic, uint32_t scale, uint32_t dot,
@@ -2317,23 +2318,29 @@ FLOWPIC_DEF flowpic_result flowpic_dataset_load(flowpic_dataset *ds, const char 
 
 /* ---- images ------------------------------------------------------------------------------------ */
 
-/* The 8-bit gray image (0 = black) of a picture: rows top (largest sizes) to bottom. */
+/* The 8-bit gray image (0 = black) of a picture: rows top (largest sizes) to bottom. With
+ * dots, a white margin of dot + 2 pixels and a gray frame around it keep edge pixels whole. */
 static flowpic_result flowpic__gray(const flowpic_picture *pic, uint32_t scale, uint32_t dot, uint8_t **gray,
                                     uint32_t *side)
 {
-    uint32_t i, s = pic->res * scale;
+    uint32_t i, s = pic->res * scale, m = dot ? dot + 2 : 0, S;
     if (!scale || !pic->res || scale > FLOWPIC_MAX_RES || s > 65536u || dot > 64) return FLOWPIC_ERR_ARG;
-    *gray = (uint8_t *)FLOWPIC_MALLOC((size_t)s * s);
+    S = s + 2 * m;
+    *gray = (uint8_t *)FLOWPIC_MALLOC((size_t)S * S);
     if (!*gray) return FLOWPIC_ERR_NOMEM;
-    memset(*gray, 255, (size_t)s * s);
+    memset(*gray, 255, (size_t)S * S);
+    if (m) { /* the frame */
+        memset(*gray, 160, S);
+        memset(*gray + (size_t)(S - 1) * S, 160, S);
+        for (i = 0; i < S; i++) (*gray)[(size_t)i * S] = (*gray)[(size_t)i * S + S - 1] = 160;
+    }
     for (i = 0; i < pic->n; i++) {
         uint32_t row = pic->pixels[i].index / pic->res, col = pic->pixels[i].index % pic->res, y;
-        uint32_t top = (pic->res - 1 - row) * scale, left = col * scale;
-        uint32_t y0 = top > dot ? top - dot : 0, x0 = left > dot ? left - dot : 0;
-        uint32_t y1 = top + scale + dot < s ? top + scale + dot : s, x1 = left + scale + dot < s ? left + scale + dot : s;
-        for (y = y0; y < y1; y++) memset(*gray + (size_t)y * s + x0, 0, x1 - x0);
+        uint32_t top = m + (pic->res - 1 - row) * scale, left = m + col * scale;
+        uint32_t y0 = top - (m ? dot : 0), x0 = left - (m ? dot : 0), y1 = top + scale + dot, x1 = left + scale + dot;
+        for (y = y0; y < y1; y++) memset(*gray + (size_t)y * S + x0, 0, x1 - x0);
     }
-    *side = s;
+    *side = S;
     return FLOWPIC_OK;
 }
 

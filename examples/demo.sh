@@ -57,9 +57,9 @@ if [ -z "${DATA:-}" ]; then
         "$out/new.truth.tsv" "$out/new.classified.tsv"
 fi
 
-step "6. one FlowPic per class as PNG: time left to right, size bottom to top"
+step "6. one FlowPic per class as PNG (its block with the most packets): time left to right, size bottom to top"
 for class in $(./flowpic stats "$out/data.fpds" | awk -F '\t' 'f && NF == 3 { print $1 } /^class\t/ { f = 1 } /^$/ { if (f) exit }'); do
-    ./flowpic render --class "$class" -o "$out/$class.png" "$out/data.fpds"
+    ./flowpic render --class "$class" --index busiest -o "$out/$class.png" "$out/data.fpds"
 done
 
 step "done: outputs in $out/ (captures, data.fpds, model.fpm, new.classified.tsv, one PNG per class)"

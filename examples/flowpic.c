@@ -1044,13 +1044,14 @@ static int cmd_stats(int argc, char **argv)
 
 typedef struct render_options {
     unsigned long long index, res, scale, dot;
-    int has_res, has_scale, has_dot;
+    int has_res, has_scale, has_dot, busiest;
     const char *class_name;
 } render_options;
 
 static int render_option(void *user, const char *name, const char *value)
 {
     render_options *o = (render_options *)user;
+    if (!strcmp(name, "--index") && !strcmp(value, "busiest")) return o->busiest = 1;
     if (!strcmp(name, "--index")) return parse_ulong(value, UINT32_MAX, &o->index) ? 1 : -1;
     if (!strcmp(name, "--res")) return (o->has_res = parse_ulong(value, FLOWPIC_MAX_RES, &o->res) && o->res) ? 1 : -1;
     if (!strcmp(name, "--scale")) return (o->has_scale = parse_ulong(value, 64, &o->scale) && o->scale) ? 1 : -1;
@@ -1074,19 +1075,24 @@ static int ends_with(const char *s, const char *suffix)
     return n >= m && !strcmp(s + n - m, suffix);
 }
 
-/* Block *index of the data set, or the *index-th block of a class; 1 when it exists, with
- * *index then the data-set index. */
-static int find_block(const flowpic_dataset *ds, const char *class_name, unsigned long long *index)
+/* Block *index of the data set, or the *index-th block of a class, or (busiest) the block with
+ * the most packets (of the class); 1 when it exists, with *index then the data-set index. */
+static int find_block(const flowpic_dataset *ds, const char *class_name, int busiest, unsigned long long *index)
 {
     unsigned long long seen = 0;
-    size_t i;
-    if (!class_name) return *index < ds->n_blocks;
-    for (i = 0; i < ds->n_blocks; i++)
-        if (!strcmp(ds->classes[ds->blocks[i].label], class_name) && seen++ == *index) {
+    size_t i, best = (size_t)-1;
+    if (!class_name && !busiest) return *index < ds->n_blocks;
+    for (i = 0; i < ds->n_blocks; i++) {
+        if (class_name && strcmp(ds->classes[ds->blocks[i].label], class_name) != 0) continue;
+        if (busiest) {
+            if (best == (size_t)-1 || ds->blocks[i].n_packets > ds->blocks[best].n_packets) best = i;
+        } else if (seen++ == *index) {
             *index = i;
             return 1;
         }
-    return 0;
+    }
+    *index = best;
+    return busiest && best != (size_t)-1;
 }
 
 static int cmd_render(int argc, char **argv)
@@ -1116,9 +1122,10 @@ static int cmd_render(int argc, char **argv)
         flowpic_dataset_init(&ds, &cfg);
         status = extract_into(&sel, 1, argv + first, &ds, &skipped);
     }
-    if (!status && !find_block(&ds, ro.class_name, &ro.index)) {
-        fprintf(stderr, "flowpic: %s: no block %llu%s%s\n", argv[first], ro.index, ro.class_name ? " of class " : "",
-                ro.class_name ? ro.class_name : "");
+    if (!status && !find_block(&ds, ro.class_name, ro.busiest, &ro.index)) {
+        if (ro.busiest) fprintf(stderr, "flowpic: %s: no block", argv[first]);
+        else fprintf(stderr, "flowpic: %s: no block %llu", argv[first], ro.index);
+        fprintf(stderr, "%s%s\n", ro.class_name ? " of class " : "", ro.class_name ? ro.class_name : "");
         status = 1;
     }
     memset(&pic, 0, sizeof pic);
@@ -3169,8 +3176,9 @@ static const command commands[] = {
      "usage: flowpic render [--index N] [--class C] [--res R] [--scale S] [--dot D] [OPTIONS]\n"
      "                      -o OUT.png DATASET|FILE\n"
      "\n"
-     "Draws block N (default 0; with --class, the N-th block of class C) of a data set, or of a\n"
-     "capture cut with the options of extract,\n"
+     "Draws block N (default 0; with --class, the N-th block of class C; --index busiest: the\n"
+     "block with the most packets, of class C with --class) of a data set, or of a capture cut\n"
+     "with the options of extract,\n"
      "at R x R (default 1500), each pixel S x S (default: 512 / R rounded up, at least 1).\n"
      "Time runs left to right, size bottom to top; every non-zero pixel is black on white,\n"
      "grown by D image pixels on each side so single packets show (default: 3 when the image\n"
