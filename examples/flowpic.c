@@ -1091,8 +1091,9 @@ static int find_block(const flowpic_dataset *ds, const char *class_name, int bus
             return 1;
         }
     }
+    if (!busiest || best == (size_t)-1) return 0;
     *index = best;
-    return busiest && best != (size_t)-1;
+    return 1;
 }
 
 static int cmd_render(int argc, char **argv)
