@@ -237,80 +237,6 @@ static int cmd_info(int argc, char **argv)
     return status;
 }
 
-/* ---- flows ----------------------------------------------------------------------------------- */
-
-typedef struct flows_state {
-    flowpic_flowtable table;
-    flowpic_result error;
-} flows_state;
-
-static void flows_packet(void *user, const pcapl_packet *pkt, const pcapl_decoded *d, pcapl_skip skip)
-{
-    flows_state *st = (flows_state *)user;
-    flowpic_packet p;
-    flowpic_result res;
-    if (skip != PCAPL_SKIP_NONE || st->error != FLOWPIC_OK) return;
-    flowpic_packet_from_decoded(&p, pkt->ts_ns, d);
-    res = flowpic_flowtable_add(&st->table, &p, 0);
-    if (res != FLOWPIC_OK) st->error = res;
-}
-
-static void flows_print(const flowpic_flowtable *ft)
-{
-    size_t i;
-    for (i = 0; i < ft->count; i++) {
-        const flowpic_flow *f = &ft->flows[i];
-        char src[46], dst[46];
-        pcapl_format_address(f->key.ip_version, f->key.src, src);
-        pcapl_format_address(f->key.ip_version, f->key.dst, dst);
-        printf("%s\t%s\t%u\t%s\t%u\t%llu\t%llu\t", f->key.proto == 6 ? "tcp" : "udp", src, f->key.sport, dst,
-               f->key.dport, (unsigned long long)f->packets, (unsigned long long)f->bytes);
-        print_time(stdout, f->first_ns);
-        putchar('\t');
-        print_time(stdout, f->last_ns);
-        putchar('\n');
-    }
-}
-
-static int cmd_flows(int argc, char **argv)
-{
-    int i, bidirectional = 0, status = 0, files = 0;
-    for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
-        if (!strcmp(argv[i], "--")) {
-            i++;
-            break;
-        } else if (!strcmp(argv[i], "--bidirectional")) {
-            bidirectional = 1;
-        } else {
-            fail_usage("flows", "unknown option", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    if (i == argc) {
-        fail_usage("flows", "no capture given", 0);
-        return EXIT_USAGE;
-    }
-    printf("proto\tsrc\tsport\tdst\tdport\tpackets\tbytes\tfirst\tlast\n");
-    for (; i < argc; i++, files++) {
-        pcapl_reader r;
-        flows_state st;
-        int failed;
-        memset(&st, 0, sizeof st);
-        flowpic_flowtable_init(&st.table, bidirectional, 0);
-        failed = scan_capture(argv[i], &r, flows_packet, &st);
-        flows_print(&st.table);
-        if (st.error != FLOWPIC_OK) {
-            fprintf(stderr, "flowpic: %s: %s\n", argv[i], flowpic_result_string(st.error));
-            failed = 1;
-        }
-        flowpic_flowtable_free(&st.table);
-        pcapl_close(&r);
-        if (failed) status = EXIT_RUNTIME;
-    }
-    (void)files;
-    return status;
-}
-
 /* ---- selection: presets, windows, labels and flow filters (extract, blocks) -------------------- */
 
 #define MAX_FILTER_ITEMS 32
@@ -804,6 +730,86 @@ static int label_for(const selection *sel, const char *path, label_context *lc)
     }
     lc->label = sel->label ? sel->label : "unlabelled";
     return 1;
+}
+
+/* ---- flows ----------------------------------------------------------------------------------- */
+
+typedef struct flows_state {
+    flowpic_flowtable table;
+    flowpic_result error;
+} flows_state;
+
+static void flows_packet(void *user, const pcapl_packet *pkt, const pcapl_decoded *d, pcapl_skip skip)
+{
+    flows_state *st = (flows_state *)user;
+    flowpic_packet p;
+    flowpic_result res;
+    if (skip != PCAPL_SKIP_NONE || st->error != FLOWPIC_OK) return;
+    flowpic_packet_from_decoded(&p, pkt->ts_ns, d);
+    res = flowpic_flowtable_add(&st->table, &p, 0);
+    if (res != FLOWPIC_OK) st->error = res;
+}
+
+/* The flows the filters and label rules select, with their label when labelled. */
+static void flows_print(const flowpic_flowtable *ft, label_context *lc, int labelled)
+{
+    size_t i;
+    for (i = 0; i < ft->count; i++) {
+        const flowpic_flow *f = &ft->flows[i];
+        const char *label = label_flow(lc, f);
+        char src[46], dst[46];
+        if (!label) continue;
+        pcapl_format_address(f->key.ip_version, f->key.src, src);
+        pcapl_format_address(f->key.ip_version, f->key.dst, dst);
+        printf("%s\t%s\t%u\t%s\t%u\t%llu\t%llu\t", f->key.proto == 6 ? "tcp" : "udp", src, f->key.sport, dst,
+               f->key.dport, (unsigned long long)f->packets, (unsigned long long)f->bytes);
+        print_time(stdout, f->first_ns);
+        putchar('\t');
+        print_time(stdout, f->last_ns);
+        if (labelled) printf("\t%s", label);
+        putchar('\n');
+    }
+}
+
+static int cmd_flows(int argc, char **argv)
+{
+    selection sel;
+    flowpic_block_config cfg;
+    int i, status = 0, skipped = 0, labelled;
+    i = parse_selection("flows", &sel, argc, argv, &cfg, 0, 0);
+    if (i == -2) return EXIT_RUNTIME;
+    if (i < 0) return EXIT_USAGE;
+    if (i == argc) {
+        fail_usage("flows", "no capture given", 0);
+        free_label_map(&sel.map);
+        return EXIT_USAGE;
+    }
+    labelled = sel.label || sel.labels_path;
+    printf("proto\tsrc\tsport\tdst\tdport\tpackets\tbytes\tfirst\tlast%s\n", labelled ? "\tlabel" : "");
+    for (; i < argc; i++) {
+        pcapl_reader r;
+        flows_state st;
+        label_context lc;
+        int failed;
+        if (!label_for(&sel, argv[i], &lc)) {
+            skipped++;
+            continue;
+        }
+        memset(&st, 0, sizeof st);
+        flowpic_flowtable_init(&st.table, sel.bidirectional, 0);
+        failed = scan_capture(argv[i], &r, flows_packet, &st);
+        flows_print(&st.table, &lc, labelled);
+        if (st.error != FLOWPIC_OK) {
+            fprintf(stderr, "flowpic: %s: %s\n", argv[i], flowpic_result_string(st.error));
+            failed = 1;
+        }
+        flowpic_flowtable_free(&st.table);
+        pcapl_close(&r);
+        if (failed) status = EXIT_RUNTIME;
+    }
+    if (skipped) fprintf(stderr, "flowpic: flows: %d captures matched no label rule (skipped)\n", skipped);
+    free_label_map(&sel.map);
+    return status;
 }
 
 /* ---- extract --------------------------------------------------------------------------------- */
@@ -3135,7 +3141,7 @@ static const command commands[] = {
      "\n"
      "Exit status: 0 when every file reads to its end, 1 otherwise, 2 on a usage error.\n", 0},
     {"flows", cmd_flows, "one tab-separated line per flow of each capture",
-     "usage: flowpic flows [--bidirectional] FILE...\n"
+     "usage: flowpic flows [--bidirectional] [--label L | --labels MAP] [FILTERS] FILE...\n"
      "\n"
      "Prints a header line and one line per flow, in the order flows first appear:\n"
      "  proto  src  sport  dst  dport  packets  bytes  first  last\n"
@@ -3146,7 +3152,11 @@ static const command commands[] = {
      "listed separately, file after file. Only IPv4/IPv6 TCP/UDP packets count.\n"
      "\n"
      "Options:\n"
-     "  --bidirectional   merge both directions under the key of the flow's first packet\n", 0},
+     "  --bidirectional   merge both directions under the key of the flow's first packet\n"
+     "  --label L, --labels MAP   label the flows (a last column, label); with MAP, files no rule\n"
+     "                    matches are skipped and counted, and each rule's filter applies\n"
+     "  --proto, --port, --net, --min-flow-packets, --min-duration, --min-rate, --max-rate\n"
+     "                    list only the flows that pass (as in extract; see 'flowpic help extract')\n", 0},
     {"extract", cmd_extract, "cut captures into labelled blocks: a data set file",
      "usage: flowpic extract [OPTIONS] -o OUT FILE...\n"
      "\n"
