@@ -2159,7 +2159,7 @@ typedef struct exp_context {
 } exp_context;
 
 /* Confusion matrices of one run (rows: truth, columns: decision), n_classes x n_classes each. */
-enum { CM_BLOCK, CM_FLOW, CM_FLOW_MEAN, CM_SHORT, CM_COUNT };
+enum { CM_BLOCK, CM_FLOW, CM_FLOW_MEAN, CM_SHORT, CM_FLOW_BOTH, CM_SHORT_BOTH, CM_COUNT };
 typedef struct exp_run {
     size_t *cm[CM_COUNT];
     uint32_t n;
@@ -2270,7 +2270,7 @@ static void exp_pick_validation(const exp_context *x, size_t *train, size_t *n_t
             for (s = 0; s < ds->n_sources; s++)
                 if (source_class[s] == (int)c && 3 * per_source[s] <= blocks) files[n_cand++] = s;
             want = n_files < 3 ? 0 : (size_t)nearbyint(x->o->val_share * (double)n_files); /* half to even */
-            if (n_files >= 3 && !want) want = 1;
+            if (n_files >= 3 && !want && x->o->val_share > 0) want = 1;
             shuffle(files, n_cand, rng);
             for (i = 0; i < n_cand && i < want; i++) is_val[files[i]] = 1;
         }
@@ -2319,44 +2319,79 @@ static int add_short_flow(const exp_context *x, size_t f, uint64_t seed, flowpic
     return ok;
 }
 
-/* Flow-level decisions of the test blocks (grouped by flow, test[] sorted by flow), and the
- * short versions of the same flows. */
+/* 1 when flows a and b of ds are the two directions of one conversation in one capture. */
+static int reverse_flows(const flowpic_dataset *ds, uint32_t a, uint32_t b)
+{
+    const flowpic_key *x = &ds->flows[a].key, *y = &ds->flows[b].key;
+    return ds->flows[a].source == ds->flows[b].source && x->proto == y->proto && x->ip_version == y->ip_version &&
+           x->sport == y->dport && x->dport == y->sport && !memcmp(x->src, y->dst, 16) && !memcmp(x->dst, y->src, 16);
+}
+
+/* One test flow: its blocks test[first .. end), class, short picture (or -1), other direction. */
+typedef struct exp_flow {
+    size_t first, end;
+    uint32_t truth;
+    long short_index, partner;
+} exp_flow;
+
+/* Flow-level decisions of the test blocks (test[] keeps a flow's blocks together): majority and
+ * mean-probability votes, the short version of each flow, and both again with the blocks (or
+ * the short picture) of the flow's other direction when it is a test flow too. */
 static int exp_score_flows(const exp_context *x, const flowpic_model *m, flowpic_workspace *ws, const size_t *test,
                            size_t n_test, const float *probs, uint64_t seed, exp_run *run)
 {
     const flowpic_dataset *ds = x->ds;
     flowpic_dataset shorts;
-    size_t start, i, n_short;
-    uint32_t flow, C = m->n_classes;
-    size_t *blocks = 0;
-    int *truth = (int *)malloc((n_test + 1) * sizeof *truth), ok;
-    float *sp = 0;
-    if (!scratch_dataset(ds, &shorts, &flow)) {
-        free(truth);
+    size_t start, i, j, n_short = 0, n_flows = 0;
+    uint32_t flow, C = m->n_classes, c;
+    size_t *blocks = (size_t *)malloc((n_test + 1) * sizeof *blocks);
+    exp_flow *fl = (exp_flow *)malloc((n_test + 1) * sizeof *fl);
+    float *sp = (float *)malloc((n_test + 1) * C * sizeof *sp), *both = (float *)malloc((n_test + 1) * C * sizeof *both);
+    int ok = blocks && fl && sp && both && scratch_dataset(ds, &shorts, &flow);
+    if (!ok) {
+        free(blocks), free(fl), free(sp), free(both);
         return 0;
     }
-    ok = truth != 0;
-    for (start = 0, n_short = 0; ok && start < n_test; start = i) {
-        double confidence;
-        uint32_t f = ds->blocks[test[start]].flow, t = (uint32_t)exp_class(x, test[start]);
+    for (start = 0; ok && start < n_test; start = i) {
+        uint32_t f = ds->blocks[test[start]].flow;
+        exp_flow *e = &fl[n_flows++];
         for (i = start; i < n_test && ds->blocks[test[i]].flow == f; i++) {}
-        run->cm[CM_FLOW][t * C + vote(probs + start * C, i - start, C, 0, &confidence)]++;
-        run->cm[CM_FLOW_MEAN][t * C + vote(probs + start * C, i - start, C, 1, &confidence)]++;
+        e->first = start;
+        e->end = i;
+        e->truth = (uint32_t)exp_class(x, test[start]);
+        e->short_index = e->partner = -1;
         if (x->first_window[f] != (size_t)-1) {
             ok = add_short_flow(x, f, seed, &shorts, flow);
-            truth[n_short++] = (int)t;
+            e->short_index = (long)n_short++;
         }
     }
-    blocks = (size_t *)malloc((n_short + 1) * sizeof *blocks);
-    sp = (float *)malloc((n_short + 1) * C * sizeof *sp);
-    ok = ok && blocks && sp;
-    for (i = 0; ok && i < n_short; i++) blocks[i] = i;
+    for (i = 0; i < n_short; i++) blocks[i] = i;
     if (ok && n_short) ok = flowpic_predict_blocks(m, ws, &shorts, blocks, n_short, sp) == FLOWPIC_OK;
-    for (i = 0; ok && i < n_short; i++) run->cm[CM_SHORT][(uint32_t)truth[i] * C + top_class(sp + i * C, C)]++;
+    for (i = 0; ok && i < n_flows; i++)
+        for (j = 0; j < n_flows && fl[i].partner < 0; j++)
+            if (j != i && reverse_flows(ds, ds->blocks[test[fl[i].first]].flow, ds->blocks[test[fl[j].first]].flow))
+                fl[i].partner = (long)j;
+    for (i = 0; ok && i < n_flows; i++) {
+        const exp_flow *e = &fl[i], *o = e->partner >= 0 ? &fl[e->partner] : 0;
+        size_t n = e->end - e->first, t = (size_t)e->truth * C;
+        double confidence;
+        run->cm[CM_FLOW][t + vote(probs + e->first * C, n, C, 0, &confidence)]++;
+        run->cm[CM_FLOW_MEAN][t + vote(probs + e->first * C, n, C, 1, &confidence)]++;
+        memcpy(both, probs + e->first * C, n * C * sizeof *both);
+        if (o) memcpy(both + n * C, probs + o->first * C, (o->end - o->first) * C * sizeof *both);
+        run->cm[CM_FLOW_BOTH][t + vote(both, n + (o ? o->end - o->first : 0), C, 0, &confidence)]++;
+        if (e->short_index < 0) continue;
+        run->cm[CM_SHORT][t + top_class(sp + (size_t)e->short_index * C, C)]++;
+        for (c = 0; c < C; c++) both[c] = sp[(size_t)e->short_index * C + c];
+        if (o && o->short_index >= 0)
+            for (c = 0; c < C; c++) both[c] += sp[(size_t)o->short_index * C + c];
+        run->cm[CM_SHORT_BOTH][t + top_class(both, C)]++;
+    }
     flowpic_dataset_free(&shorts);
     free(blocks);
+    free(fl);
     free(sp);
-    free(truth);
+    free(both);
     return ok;
 }
 
@@ -2458,7 +2493,7 @@ static void json_matrix(FILE *f, const size_t *cm, uint32_t n)
     fputc(']', f);
 }
 
-static const char *const cm_names[CM_COUNT] = {"block", "flow", "flow_mean", "short"};
+static const char *const cm_names[CM_COUNT] = {"block", "flow", "flow_mean", "short", "flow_both", "short_both"};
 
 /* One run into the JSON file and a line on stderr. */
 static void exp_report_run(exp_context *x, const char *task, const char *train_on, const char *test_on, uint64_t seed,
@@ -2504,54 +2539,72 @@ static void mean_sd(const double *v, int n, double *mean, double *sd)
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
 }
 
+/* The summary metrics: a confusion matrix and accuracy or balanced accuracy (mean recall). */
+static const struct exp_metric {
+    const char *name;
+    int cm, balanced;
+} exp_metrics[] = {
+    {"block_accuracy", CM_BLOCK, 0},
+    {"balanced_accuracy", CM_BLOCK, 1},
+    {"flow_accuracy", CM_FLOW, 0},
+    {"flow_balanced_accuracy", CM_FLOW, 1},
+    {"flow_accuracy_mean_vote", CM_FLOW_MEAN, 0},
+    {"flow_accuracy_both_directions", CM_FLOW_BOTH, 0},
+    {"short_flow_accuracy", CM_SHORT, 0},
+    {"short_flow_balanced_accuracy", CM_SHORT, 1},
+    {"short_flow_accuracy_both_directions", CM_SHORT_BOTH, 0},
+};
+
+static double exp_metric_value(const struct exp_metric *m, const exp_run *r)
+{
+    return m->balanced ? cm_balanced(r->cm[m->cm], r->n) : cm_accuracy(r->cm[m->cm], r->n);
+}
+
+/* Row shares of one summed confusion matrix, with each class's recall. */
+static void print_confusion(const exp_context *x, const size_t *cm, uint32_t n, const char *what)
+{
+    uint32_t c, d;
+    printf("\n%s confusion, summed over folds and seeds, share of each row\nclass", what);
+    for (c = 0; c < n; c++) printf("\t%s", x->classes[c]);
+    printf("\trecall\n");
+    for (c = 0; c < n; c++) {
+        size_t row = 0;
+        for (d = 0; d < n; d++) row += cm[c * n + d];
+        printf("%s", x->classes[c]);
+        for (d = 0; d < n; d++) printf("\t%.3f", row ? (double)cm[c * n + d] / (double)row : 0.0);
+        printf("\t%.3f\n", row ? (double)cm[c * n + c] / (double)row : 0.0);
+    }
+}
+
 /* The metrics of runs[seed][fold]: per seed the mean and sd over folds, then the mean of those
- * over seeds (the plain pipeline's table, averaged over seeds), one line each. */
+ * over seeds (the plain pipeline's table, averaged over seeds), one line each; the worst
+ * block recall of any class in any run; the block, flow and short-flow confusion matrices. */
 static void exp_print_summary(const exp_context *x, exp_run *runs, int n_seeds, int n_folds, const exp_run *sum)
 {
-    static const char *const names[] = {"block_accuracy", "balanced_accuracy", "flow_accuracy", "flow_accuracy_mean_vote",
-                                        "short_flow_accuracy", "short_flow_balanced"};
-    double v[64], mean, sd, means[6] = {0}, sds[6] = {0}, worst = 1;
-    int metric, s, f;
-    uint32_t c, k;
-    for (metric = 0; metric < 6; metric++) {
+    double v[64], mean, sd, worst = 1;
+    size_t k;
+    int s, f, used = n_folds < 64 ? n_folds : 64;
+    uint32_t c;
+    printf("metric\tmean\tsd\n");
+    for (k = 0; k < sizeof exp_metrics / sizeof exp_metrics[0]; k++) {
+        double means = 0, sds = 0;
         for (s = 0; s < n_seeds; s++) {
-            for (f = 0; f < n_folds && f < 64; f++) {
-                const exp_run *r = &runs[s * n_folds + f];
-                switch (metric) {
-                case 0: v[f] = cm_accuracy(r->cm[CM_BLOCK], r->n); break;
-                case 1: v[f] = cm_balanced(r->cm[CM_BLOCK], r->n); break;
-                case 2: v[f] = cm_accuracy(r->cm[CM_FLOW], r->n); break;
-                case 3: v[f] = cm_accuracy(r->cm[CM_FLOW_MEAN], r->n); break;
-                case 4: v[f] = cm_accuracy(r->cm[CM_SHORT], r->n); break;
-                default: v[f] = cm_balanced(r->cm[CM_SHORT], r->n); break;
-                }
-            }
-            mean_sd(v, n_folds < 64 ? n_folds : 64, &mean, &sd);
-            means[metric] += mean / n_seeds;
-            sds[metric] += sd / n_seeds;
+            for (f = 0; f < used; f++) v[f] = exp_metric_value(&exp_metrics[k], &runs[s * n_folds + f]);
+            mean_sd(v, used, &mean, &sd);
+            means += mean / n_seeds;
+            sds += sd / n_seeds;
         }
+        printf("%s\t%.4f\t%.4f\n", exp_metrics[k].name, means, sds);
     }
     for (s = 0; s < n_seeds * n_folds; s++)
         for (c = 0; c < runs[s].n; c++) {
             double r = cm_recall(runs[s].cm[CM_BLOCK], runs[s].n, c);
             if (r >= 0 && r < worst) worst = r;
         }
-    printf("metric\tmean\tsd\n");
-    for (metric = 0; metric < 6; metric++) printf("%s\t%.4f\t%.4f\n", names[metric], means[metric], sds[metric]);
     printf("worst_class_recall_in_a_fold\t%.4f\t-\n", worst);
-    for (k = 0; k < CM_COUNT; k += 3) {
-        printf("\n%s confusion, summed over folds and seeds, share of each row\nclass", k ? "short-flow" : "block");
-        for (c = 0; c < sum->n; c++) printf("\t%s", x->classes[c]);
-        printf("\trecall\n");
-        for (c = 0; c < sum->n; c++) {
-            size_t row = 0;
-            uint32_t d;
-            for (d = 0; d < sum->n; d++) row += sum->cm[k][c * sum->n + d];
-            printf("%s", x->classes[c]);
-            for (d = 0; d < sum->n; d++) printf("\t%.3f", row ? (double)sum->cm[k][c * sum->n + d] / (double)row : 0.0);
-            printf("\t%.3f\n", row ? (double)sum->cm[k][c * sum->n + c] / (double)row : 0.0);
-        }
-    }
+    print_confusion(x, sum->cm[CM_BLOCK], sum->n, "block");
+    print_confusion(x, sum->cm[CM_FLOW], sum->n, "flow (majority vote)");
+    print_confusion(x, sum->cm[CM_SHORT], sum->n, "short-flow");
 }
 
 /* k folds over the test groups: the runs of every seed and fold of one task. side/not_side pick
