@@ -5306,7 +5306,12 @@ FLOWPIC_DEF flowpic_result flowpic_classifier_tick(flowpic_classifier *cl, uint6
 FLOWPIC_DEF flowpic_result flowpic_classifier_flush(flowpic_classifier *cl)
 {
     flowpic_result res = FLOWPIC_OK;
+    uint32_t i;
     int list;
+    /* every open block first, so they fill whole batches; then the flows end one by one */
+    for (list = FLOWPIC__ACTIVE; list <= FLOWPIC__QUIET; list++)
+        for (i = cl->lists[list][0]; res == FLOWPIC_OK && i != FLOWPIC__NIL; i = cl->flows[i].next)
+            res = flowpic__cl_close(cl, i, UINT64_MAX);
     for (list = FLOWPIC__QUIET; list >= FLOWPIC__ACTIVE; list--)
         while (res == FLOWPIC_OK && cl->lists[list][0] != FLOWPIC__NIL)
             res = flowpic__cl_end(cl, cl->lists[list][0], FLOWPIC_END_FLUSH);

@@ -2192,7 +2192,7 @@ static int cmd_classify(int argc, char **argv)
 {
     flowpic_model m;
     flowpic_workspace ws;
-    int first, mean = 0, per_block = 0, status = 0, f, follow = 0, streaming_options = 0;
+    int first, mean = 0, per_block = 0, status = 0, f, follow = 0, stream = 0, streaming_options = 0;
     uint32_t c;
     flowpic_classifier_config online_config;
     flowpic_classifier_config_default(&online_config);
@@ -2202,6 +2202,7 @@ static int cmd_classify(int argc, char **argv)
         if (taken) streaming_options = 1;
         else if (!strcmp(argv[first], "--per-block")) per_block = 1;
         else if (!strcmp(argv[first], "--follow")) follow = 1;
+        else if (!strcmp(argv[first], "--stream")) stream = 1;
         else if (!strcmp(argv[first], "--vote") && first + 1 < argc && (!strcmp(argv[first + 1], "mean") || !strcmp(argv[first + 1], "majority")))
             mean = !strcmp(argv[++first], "mean");
         else {
@@ -2213,17 +2214,16 @@ static int cmd_classify(int argc, char **argv)
         fail_usage("classify", "give a model and at least one capture", 0);
         return EXIT_USAGE;
     }
-    if (follow || !strcmp(argv[first + 1], "-")) { /* online: one stream, decisions as they come */
+    if (follow || stream || !strcmp(argv[first + 1], "-")) { /* online: decisions as they come */
         if (argc - first != 2 || per_block) {
-            fail_usage("classify", follow ? "--follow takes one capture (and no --per-block)"
-                                          : "'-' is the only capture (and no --per-block)", 0);
+            fail_usage("classify", "online classification (--follow, --stream, '-') takes one capture and no --per-block", 0);
             return EXIT_USAGE;
         }
         online_config.vote = mean ? FLOWPIC_VOTE_MEAN : FLOWPIC_VOTE_MAJORITY;
         return classify_stream(argv[first], argv[first + 1], follow, &online_config);
     }
     if (streaming_options) {
-        fail_usage("classify", "--early-*, --idle-timeout, --max-flows and --batch need --follow or '-'", 0);
+        fail_usage("classify", "--early-*, --idle-timeout, --max-flows and --batch need --follow, --stream or '-'", 0);
         return EXIT_USAGE;
     }
     if (!load_model(argv[first], &m)) return EXIT_RUNTIME;
@@ -2424,6 +2424,7 @@ static const command commands[] = {
      "the model does not know are skipped and counted. --json prints one JSON object.\n"},
     {"classify", cmd_classify, "the class of every flow of captures",
      "usage: flowpic classify [--vote majority|mean] [--per-block] MODEL FILE...\n"
+     "       flowpic classify [--follow | --stream] [--vote V] [ONLINE OPTIONS] MODEL FILE|-\n"
      "\n"
      "Cuts each capture (pcap or pcapng) the way the model was trained, classifies every block\n"
      "and prints one line per flow that has a block:\n"
@@ -2433,10 +2434,12 @@ static const command commands[] = {
      "--per-block prints each block with its probabilities instead.\n"
      "\n"
      "Online (docs/ONLINE.md): with --follow (a capture still being written, pcap or pcapng, read\n"
-     "like tail -f; a record cut at the end waits for the rest) or with '-' (a pipe: tcpdump -w - |\n"
-     "flowpic classify MODEL -), the output is that of live: one line per decision as it is made.\n"
-     "--follow runs until SIGINT / SIGTERM, '-' until the pipe closes; then open blocks are\n"
-     "decided as final. The online options of live apply.\n"},
+     "like tail -f; a record cut at the end waits for the rest), with '-' (a pipe: tcpdump -w - |\n"
+     "flowpic classify MODEL -) or with --stream (one file, read once), the output is that of live:\n"
+     "one line per decision as it is made. --follow runs until SIGINT / SIGTERM, the others until\n"
+     "the input ends; then open blocks are decided as final. The online options of live apply.\n"
+     "The final and flow lines equal the offline --per-block and flow lines (same blocks, same\n"
+     "network, same vote) when no flow is ended early by --idle-timeout or --max-flows.\n"},
     {"live", cmd_live, "classify the traffic of a network interface as it flows (Linux)",
      "usage: flowpic live [--interface IF] [--promisc] [ONLINE OPTIONS] MODEL\n"
      "\n"

@@ -12,6 +12,7 @@
 #      decisions with the expected labels (voip, file), and exits 0 on SIGINT. Needs root and
 #      `ip netns`: it skips with a message otherwise, unless FLOWPIC_REQUIRE_NETNS=1 (CI).
 #   4. live without CAP_NET_RAW (as user nobody): a clear error, exit status 1.
+# Also: examples/embed.c builds and decides.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 FLOWPIC=${FLOWPIC:-./flowpic}
@@ -66,6 +67,13 @@ echo "     pipe: $(wc -l < "$out/a1") block decisions, $(wc -l < "$out/a2") flow
 check "pipe: every block decision equals the offline one" '[ -s "$out/a1" ] && cmp -s "$out/a1" "$out/b1"'
 check "pipe: every flow decision equals the offline vote" '[ -s "$out/a2" ] && cmp -s "$out/a2" "$out/b2"'
 check "pipe: statistics on stderr" 'grep -q "^flowpic: packets [1-9]" "$out/pipe.err"'
+
+# ---- examples/embed.c: the 40-line sensor builds warning-free and decides its two flows
+$CC -std=c99 -Wall -Wextra -Wpedantic -Werror -O2 -o "$out/embed" examples/embed.c -lm &&
+    "$out/embed" "$out/m.fpm" > "$out/embed.txt"
+status=$?
+check "embed: runs, final and flow decisions for both flows" \
+    '[ $status -eq 0 ] && [ "$(grep -c " final " "$out/embed.txt")" -ge 4 ] && [ "$(grep -c " flow " "$out/embed.txt")" -eq 2 ]'
 
 # ---- 2. --follow on a growing file
 packets=$("$FLOWPIC" info "$out/mix.pcap" | awk '$1 == "packets:" { print $2; exit }')
