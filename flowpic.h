@@ -5256,7 +5256,7 @@ static flowpic_result flowpic__cl_new_flow(flowpic_classifier *cl, size_t flow)
 FLOWPIC_DEF flowpic_result flowpic_classifier_add(flowpic_classifier *cl, const flowpic_packet *p)
 {
     const flowpic_classifier_config *cfg = &cl->config;
-    size_t flow, before = cl->cutter.flows.count;
+    size_t flow, before;
     uint64_t kept = cl->cutter.packets_kept;
     flowpic_clflow *f;
     flowpic_result res;
@@ -5268,8 +5268,8 @@ FLOWPIC_DEF flowpic_result flowpic_classifier_add(flowpic_classifier *cl, const 
     if (flow == (size_t)-1 && cl->cutter.flows.count >= cfg->max_flows) {
         res = flowpic__cl_evict(cl);
         if (res != FLOWPIC_OK) return res;
-        before = cl->cutter.flows.count;
     }
+    before = cl->cutter.flows.count; /* (after the flows that ended above) */
     res = flowpic_cutter_add(&cl->cutter, p);
     if (res == FLOWPIC_OK) res = cl->status;
     if (res != FLOWPIC_OK) return res;

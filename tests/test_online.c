@@ -458,6 +458,50 @@ static void test_evict_oldest_idle(void)
     flowpic_model_free(&m);
 }
 
+static size_t list_length(const flowpic_classifier *cl, int list)
+{
+    size_t n = 0;
+    uint32_t i;
+    for (i = cl->lists[list][0]; i != 0xFFFFFFFFu && n <= cl->cutter.flows.count; i = cl->flows[i].next) n++;
+    return n;
+}
+
+/* Every live flow is in exactly one of the two lists, after every packet, whatever ends flows:
+ * idle timeouts, evictions, early decisions (a regression: a flow created by the packet whose
+ * arrival had just ended another one was left out of the lists, so flush never ended it). */
+static void test_lists_track_every_flow(void)
+{
+    flowpic_model m;
+    flowpic_classifier cl;
+    flowpic_classifier_config cfg;
+    flowpic_classifier_stats st;
+    size_t n, i;
+    int round;
+    flowpic_packet *pk = make_traffic(24, 300, 3, &n);
+    CHECK(pk != 0);
+    CHECK(make_model(&m, 0));
+    for (round = 0; round < 3; round++) {
+        flowpic_classifier_config_default(&cfg);
+        cfg.idle_timeout_ns = round == 1 ? 0 : 2000000000u;
+        cfg.early_after_ns = 1000000000u;
+        cfg.early_packets = round == 2 ? 3 : 0;
+        cfg.max_flows = round == 0 ? 1000 : 5;
+        cfg.batch = 3;
+        CHECK(flowpic_classifier_init(&cl, &m, &cfg, 0, 0) == FLOWPIC_OK);
+        for (i = 0; i < n; i++) {
+            CHECK(flowpic_classifier_add(&cl, &pk[i]) == FLOWPIC_OK);
+            CHECK_EQ(list_length(&cl, 0) + list_length(&cl, 1), cl.cutter.flows.count);
+        }
+        CHECK(flowpic_classifier_flush(&cl) == FLOWPIC_OK);
+        flowpic_classifier_stats_get(&cl, &st);
+        CHECK_EQ(st.flows_live, 0);
+        CHECK(round == 1 ? st.flows_evicted > 0 : st.flows_idle > 0);
+        flowpic_classifier_free(&cl);
+    }
+    flowpic_model_free(&m);
+    free(pk);
+}
+
 /* One million distinct 5-tuples: live flows never pass the cap, every flow beyond it is an
  * eviction, and the memory stays under the documented bound (FLOWPIC_CLASSIFIER_FLOW_BYTES per
  * flow of the cap, plus a 16-packet buffer of 10 bytes a packet per flow, plus the fixed part). */
@@ -542,7 +586,8 @@ int main(int argc, char **argv)
     } tests[] = {
         {"flowtable_remove", test_flowtable_remove},     {"online_equals_offline", test_online_equals_offline},
         {"early_decisions", test_early_decisions},       {"tick_and_idle", test_tick_and_idle},
-        {"evict_oldest_idle", test_evict_oldest_idle},   {"flood", test_flood},
+        {"evict_oldest_idle", test_evict_oldest_idle},   {"lists_track_every_flow", test_lists_track_every_flow},
+        {"flood", test_flood},
     };
     size_t i;
     int passed = 0, failed = 0;
