@@ -63,7 +63,8 @@ test-nn: $(BUILD)/test_nn
 	$(BUILD)/test_nn
 
 # The online classifier: the same decisions as offline, early decisions, idle timeout, eviction, a
-# flood of a million 5-tuples under the memory bound (tests/test_online.c, counting allocator);
+# flood of a million 5-tuples under the memory bound (tests/test_online.c, counting allocator),
+# the second classifier thread (OpenMP build, when the compiler has OpenMP);
 # then the CLI: a pipe, --follow on a growing file, live capture on a veth pair in network
 # namespaces of its own (tests/online_test.sh; needs root and iproute2, skips otherwise).
 $(BUILD)/test_online: tests/test_online.c tests/harness.h $(HEADERS)
@@ -72,6 +73,9 @@ $(BUILD)/test_online: tests/test_online.c tests/harness.h $(HEADERS)
 
 test-online: $(BUILD)/test_online flowpic
 	$(BUILD)/test_online
+	@if $(CC) $(WARN) $(OPT) -fopenmp -I. -o $(BUILD)/test_online_omp tests/test_online.c $(LDLIBS) 2> /dev/null; then \
+	    echo "$(BUILD)/test_online_omp second_thread"; OMP_WAIT_POLICY=passive $(BUILD)/test_online_omp second_thread; \
+	else echo "test_online: $(CC) has no OpenMP here: the second classifier thread is not tested"; fi
 	sh tests/online_test.sh
 
 test-vectors: $(BUILD)/test_nn

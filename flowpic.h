@@ -906,6 +906,10 @@ typedef struct flowpic_classifier_config {
     int batch;                 /* blocks classified together [FLOWPIC_CLASSIFIER_DEFAULT_BATCH];
                                   decisions wait at most until the batch fills or the next
                                   tick / flush */
+    int second_thread;         /* with OpenMP, called inside a parallel region of 2+ threads
+                                  (e.g. from a `single`): a full batch is classified by an
+                                  OpenMP task while packets keep coming [1]; same decisions,
+                                  in the same order */
     flowpic_vote_kind vote;    /* the label of FLOW decisions */
 } flowpic_classifier_config;
 
@@ -915,6 +919,7 @@ typedef struct flowpic_classifier_stats {
     uint64_t flows_idle, flows_evicted;        /* flows ended by the timeout / the cap */
     uint64_t decisions_partial, decisions_final, decisions_flow;
     uint64_t batches;          /* forward passes */
+    uint64_t batches_threaded; /* of them, on the second thread */
 } flowpic_classifier_stats;
 
 /* Per live flow (internal), parallel to the cutter's flows. */
@@ -935,6 +940,15 @@ typedef struct flowpic_clpending {
     flowpic_decision_state state;
 } flowpic_clpending;
 
+/* One batch of blocks for the network (internal). */
+typedef struct flowpic_clbatch {
+    flowpic_dataset blocks;
+    flowpic_clpending *info;   /* per block: time, flow, state */
+    size_t info_cap;
+    float *probs;              /* [batch][n_classes] */
+    flowpic_result result;     /* of its forward pass */
+} flowpic_clbatch;
+
 typedef struct flowpic_classifier {
     const flowpic_model *model;
     flowpic_classifier_config config;
@@ -947,11 +961,9 @@ typedef struct flowpic_classifier {
     double *sums;              /* [flow][n_classes] summed probabilities */
     size_t flows_cap;
     uint32_t lists[2][2];      /* [active, quiet][head, tail] */
-    flowpic_dataset pending;   /* the blocks of the next batch */
-    flowpic_clpending *pending_info;
-    size_t pending_cap;
-    size_t *pending_index;     /* 0 .. batch - 1 */
-    float *probs;              /* [batch][n_classes] */
+    flowpic_clbatch batches[2]; /* one filling, the other maybe on the second thread */
+    int filling, in_flight;
+    size_t *batch_index;       /* 0 .. batch - 1 */
     uint64_t now_ns, sweep_ns;
     flowpic_result status;     /* first error inside a cutter callback */
     flowpic_classifier_stats stats;
@@ -4946,6 +4958,7 @@ FLOWPIC_DEF void flowpic_classifier_config_default(flowpic_classifier_config *co
     config->max_flows = FLOWPIC_CLASSIFIER_DEFAULT_FLOWS;
     config->batch = FLOWPIC_CLASSIFIER_DEFAULT_BATCH;
     config->vote = FLOWPIC_VOTE_MAJORITY;
+    config->second_thread = 1;
 }
 
 static void flowpic__cl_unlink(flowpic_classifier *cl, uint32_t i)
@@ -5029,35 +5042,45 @@ FLOWPIC_DEF flowpic_result flowpic_classifier_init(flowpic_classifier *cl, const
     cl->emit = emit;
     cl->user = user;
     cl->lists[0][0] = cl->lists[0][1] = cl->lists[1][0] = cl->lists[1][1] = FLOWPIC__NIL;
-    flowpic_dataset_init(&cl->pending, &blocks);
     res = flowpic_cutter_init(&cl->cutter, &blocks, flowpic__cl_block, cl);
     if (res == FLOWPIC_OK) res = flowpic_workspace_init(&cl->ws, &model->net, cl->config.batch, 0);
-    if (res == FLOWPIC_OK) res = flowpic_dataset_class(&cl->pending, "pending", &label);
-    if (res == FLOWPIC_OK) res = flowpic_dataset_source(&cl->pending, "stream", &source);
-    if (res == FLOWPIC_OK) {
-        cl->pending_index = (size_t *)FLOWPIC_MALLOC((size_t)cl->config.batch * sizeof *cl->pending_index);
-        cl->probs = (float *)FLOWPIC_MALLOC((size_t)cl->config.batch * model->n_classes * sizeof *cl->probs);
-        if (!cl->pending_index || !cl->probs) res = FLOWPIC_ERR_NOMEM;
+    for (i = 0; i < 2; i++) {
+        flowpic_clbatch *b = &cl->batches[i];
+        flowpic_dataset_init(&b->blocks, &blocks);
+        if (res == FLOWPIC_OK) res = flowpic_dataset_class(&b->blocks, "pending", &label);
+        if (res == FLOWPIC_OK) res = flowpic_dataset_source(&b->blocks, "stream", &source);
+        b->probs = (float *)FLOWPIC_MALLOC((size_t)cl->config.batch * model->n_classes * sizeof *b->probs);
+        if (!b->probs) res = FLOWPIC_ERR_NOMEM;
     }
+    cl->batch_index = (size_t *)FLOWPIC_MALLOC((size_t)cl->config.batch * sizeof *cl->batch_index);
+    if (res == FLOWPIC_OK && !cl->batch_index) res = FLOWPIC_ERR_NOMEM;
     if (res != FLOWPIC_OK) {
         flowpic_classifier_free(cl);
         return res;
     }
-    for (i = 0; i < cl->config.batch; i++) cl->pending_index[i] = (size_t)i;
+    for (i = 0; i < cl->config.batch; i++) cl->batch_index[i] = (size_t)i;
     return FLOWPIC_OK;
 }
 
 FLOWPIC_DEF void flowpic_classifier_free(flowpic_classifier *cl)
 {
+    int i;
+#ifdef _OPENMP
+    if (cl->in_flight) { /* its decisions are dropped, but its memory must not go under it */
+#pragma omp taskwait
+    }
+#endif
     flowpic_cutter_free(&cl->cutter);
     flowpic_workspace_free(&cl->ws);
-    flowpic_dataset_free(&cl->pending);
+    for (i = 0; i < 2; i++) {
+        flowpic_dataset_free(&cl->batches[i].blocks);
+        FLOWPIC_FREE(cl->batches[i].info);
+        FLOWPIC_FREE(cl->batches[i].probs);
+    }
     FLOWPIC_FREE(cl->flows);
     FLOWPIC_FREE(cl->votes);
     FLOWPIC_FREE(cl->sums);
-    FLOWPIC_FREE(cl->pending_info);
-    FLOWPIC_FREE(cl->pending_index);
-    FLOWPIC_FREE(cl->probs);
+    FLOWPIC_FREE(cl->batch_index);
     memset(cl, 0, sizeof *cl);
 }
 
@@ -5072,20 +5095,20 @@ static void flowpic__cl_vote(const flowpic_classifier *cl, uint32_t flow, flowpi
     d->mean = flowpic_vote_result(votes, sums, m, FLOWPIC_VOTE_MEAN, &d->mean_confidence);
 }
 
-/* The decision on pending block i, whose probabilities are probs. */
-static void flowpic__cl_decide(flowpic_classifier *cl, size_t i, const float *probs)
+/* The decision on block i of a batch, whose probabilities are probs. */
+static void flowpic__cl_decide(flowpic_classifier *cl, const flowpic_clbatch *batch, size_t i, const float *probs)
 {
     const uint32_t m = cl->model->n_classes;
-    const flowpic_clpending *info = &cl->pending_info[i];
-    const flowpic_ds_block *b = &cl->pending.blocks[i];
+    const flowpic_clpending *info = &batch->info[i];
+    const flowpic_ds_block *b = &batch->blocks.blocks[i];
     flowpic_decision d;
     memset(&d, 0, sizeof d);
     d.state = info->state;
-    d.key = cl->pending.flows[b->flow].key;
+    d.key = batch->blocks.flows[b->flow].key;
     d.time_ns = info->time_ns;
     d.start_ns = b->start_ns;
     d.block = b->index;
-    d.packets = flowpic_picture_packets(cl->pending.config.preset, flowpic_dataset_block_packets(&cl->pending, i),
+    d.packets = flowpic_picture_packets(batch->blocks.config.preset, flowpic_dataset_block_packets(&batch->blocks, i),
                                         b->n_packets);
     d.label = flowpic__top_class(probs, m);
     d.confidence = (double)probs[d.label];
@@ -5101,38 +5124,85 @@ static void flowpic__cl_decide(flowpic_classifier *cl, size_t i, const float *pr
     if (cl->emit) cl->emit(cl->user, &d);
 }
 
-/* Classifies the waiting blocks, in one batch, and emits their decisions in order. */
+/* The network on a batch (on either thread: it touches only the batch and the workspace). */
+static void flowpic__cl_forward(flowpic_classifier *cl, flowpic_clbatch *batch)
+{
+    batch->result = flowpic_predict_blocks(cl->model, &cl->ws, &batch->blocks, cl->batch_index,
+                                           batch->blocks.n_blocks, batch->probs);
+}
+
+/* The decisions of a classified batch, in order; the batch is empty again. */
+static flowpic_result flowpic__cl_emit(flowpic_classifier *cl, flowpic_clbatch *batch)
+{
+    size_t i;
+    const size_t n = batch->blocks.n_blocks;
+    flowpic_result res = batch->result;
+    cl->stats.batches++;
+    for (i = 0; res == FLOWPIC_OK && i < n; i++) flowpic__cl_decide(cl, batch, i, batch->probs + i * cl->model->n_classes);
+    batch->blocks.n_blocks = batch->blocks.n_flows = batch->blocks.n_packets = 0;
+    return res;
+}
+
+/* Waits for the batch on the second thread, if any, and emits its decisions. */
+static flowpic_result flowpic__cl_wait(flowpic_classifier *cl)
+{
+    if (!cl->in_flight) return FLOWPIC_OK;
+#ifdef _OPENMP
+#pragma omp taskwait
+#endif
+    cl->in_flight = 0;
+    return flowpic__cl_emit(cl, &cl->batches[1 - cl->filling]);
+}
+
+/* Classifies every waiting block now (the batch in flight first) and emits the decisions. */
 static flowpic_result flowpic__cl_classify(flowpic_classifier *cl)
 {
-    const size_t n = cl->pending.n_blocks;
-    size_t i;
-    flowpic_result res;
-    if (!n) return FLOWPIC_OK;
-    res = flowpic_predict_blocks(cl->model, &cl->ws, &cl->pending, cl->pending_index, n, cl->probs);
-    cl->stats.batches++;
-    for (i = 0; res == FLOWPIC_OK && i < n; i++) flowpic__cl_decide(cl, i, cl->probs + i * cl->model->n_classes);
-    cl->pending.n_blocks = cl->pending.n_flows = cl->pending.n_packets = 0;
-    return res;
+    flowpic_clbatch *batch = &cl->batches[cl->filling];
+    flowpic_result res = flowpic__cl_wait(cl);
+    if (res != FLOWPIC_OK || !batch->blocks.n_blocks) return res;
+    flowpic__cl_forward(cl, batch);
+    return flowpic__cl_emit(cl, batch);
+}
+
+/* A full batch: to the second thread when there is one (inside an OpenMP parallel region of 2+
+ * threads), else classified now. */
+static flowpic_result flowpic__cl_batch_full(flowpic_classifier *cl)
+{
+#ifdef _OPENMP
+    if (cl->config.second_thread && omp_in_parallel() && omp_get_num_threads() > 1) {
+        flowpic_clbatch *batch = &cl->batches[cl->filling];
+        flowpic_result res = flowpic__cl_wait(cl);
+        if (res != FLOWPIC_OK) return res;
+#pragma omp task firstprivate(cl, batch)
+        flowpic__cl_forward(cl, batch);
+        cl->in_flight = 1;
+        cl->filling = 1 - cl->filling;
+        cl->stats.batches_threaded++;
+        return FLOWPIC_OK;
+    }
+#endif
+    return flowpic__cl_classify(cl);
 }
 
 /* A block (copied: its packets belong to the cutter) joins the batch. */
 static flowpic_result flowpic__cl_queue(flowpic_classifier *cl, const flowpic_block *b, flowpic_decision_state state)
 {
     flowpic_clflow *f = &cl->flows[b->flow];
+    flowpic_clbatch *batch = &cl->batches[cl->filling];
     flowpic_clpending *info;
     uint32_t ds_flow;
-    flowpic_result res = flowpic__reserve((void **)&cl->pending_info, &cl->pending_cap, cl->pending.n_blocks + 1,
-                                          sizeof *cl->pending_info);
-    if (res == FLOWPIC_OK) res = flowpic_dataset_add_flow(&cl->pending, &b->key, 0, b->flow_generation, &ds_flow);
-    if (res == FLOWPIC_OK) res = flowpic_dataset_add_block(&cl->pending, ds_flow, 0, b);
+    flowpic_result res = flowpic__reserve((void **)&batch->info, &batch->info_cap, batch->blocks.n_blocks + 1,
+                                          sizeof *batch->info);
+    if (res == FLOWPIC_OK) res = flowpic_dataset_add_flow(&batch->blocks, &b->key, 0, b->flow_generation, &ds_flow);
+    if (res == FLOWPIC_OK) res = flowpic_dataset_add_block(&batch->blocks, ds_flow, 0, b);
     if (res != FLOWPIC_OK) return res;
-    info = &cl->pending_info[cl->pending.n_blocks - 1];
+    info = &batch->info[batch->blocks.n_blocks - 1];
     info->time_ns = cl->now_ns;
     info->flow = (uint32_t)b->flow;
     info->state = state;
     f->since = 0; /* early decisions count from the last decision */
     if (state == FLOWPIC_DECISION_FINAL) f->early_ns = 0;
-    if (cl->pending.n_blocks >= (size_t)cl->config.batch) return flowpic__cl_classify(cl);
+    if (batch->blocks.n_blocks >= (size_t)cl->config.batch) return flowpic__cl_batch_full(cl);
     return FLOWPIC_OK;
 }
 

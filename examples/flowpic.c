@@ -1814,12 +1814,12 @@ static void online_print_stats(const online *o)
     flowpic_classifier_stats_get(&o->cl, &s);
     fprintf(stderr,
             "flowpic: packets %llu (skipped %llu), flows live %llu (peak %llu, total %llu), ended idle %llu, "
-            "evicted %llu, decisions partial %llu final %llu flow %llu, batches %llu, drops %llu\n",
+            "evicted %llu, decisions partial %llu final %llu flow %llu, batches %llu (second thread %llu), drops %llu\n",
             (unsigned long long)s.packets, (unsigned long long)o->skipped, (unsigned long long)s.flows_live,
             (unsigned long long)s.flows_peak, (unsigned long long)s.flows_total, (unsigned long long)s.flows_idle,
             (unsigned long long)s.flows_evicted, (unsigned long long)s.decisions_partial,
             (unsigned long long)s.decisions_final, (unsigned long long)s.decisions_flow,
-            (unsigned long long)s.batches, (unsigned long long)o->drops);
+            (unsigned long long)s.batches, (unsigned long long)s.batches_threaded, (unsigned long long)o->drops);
 }
 
 /* Options of the online classifier: 1 taken (i advanced past a value), 0 not one, -1 bad value
@@ -1968,10 +1968,16 @@ static int classify_stream(const char *model_path, const char *path, int follow,
         return EXIT_RUNTIME;
     }
     src.o = &o;
-    res = pcapl_open_callback(&r, stream_read, &src);
-    if (res == PCAPL_OK) {
-        while ((res = pcapl_next(&r, &pkt)) == PCAPL_OK)
-            if (!online_packet(&o, pkt.ts_ns, &d, pcapl_decode(&pkt, &d))) break;
+#ifdef _OPENMP /* a second thread classifies full batches while this one reads (ONLINE.md) */
+#pragma omp parallel num_threads(2) if (omp_get_max_threads() > 1)
+#pragma omp single
+#endif
+    {
+        res = pcapl_open_callback(&r, stream_read, &src);
+        if (res == PCAPL_OK) {
+            while ((res = pcapl_next(&r, &pkt)) == PCAPL_OK)
+                if (!online_packet(&o, pkt.ts_ns, &d, pcapl_decode(&pkt, &d))) break;
+        }
     }
     if (src.failed || res == PCAPL_OK) status = EXIT_RUNTIME; /* reported where it happened */
     else if (res != PCAPL_END && !online_stop) {
@@ -2159,6 +2165,10 @@ static int cmd_live(int argc, char **argv)
             live_close(&ring);
             return EXIT_RUNTIME;
         }
+#ifdef _OPENMP /* a second thread classifies full batches while this one captures */
+#pragma omp parallel num_threads(2) if (omp_get_max_threads() > 1)
+#pragma omp single
+#endif
         status = live_run(&o, &ring);
         o.drops = live_drops(&ring);
         live_close(&ring);

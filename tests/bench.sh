@@ -17,6 +17,8 @@
 #                                                 every completed block classified; MODEL = the mini net at 32 x 32
 #                                                 trained here on examples/gentraffic.c captures, 60 s blocks)
 #            libpcap_ingest -q FILE               (the same anchor as extract)
+#            and again with an OpenMP build (OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive): full batches
+#            are classified on a second thread while the first one reads (summary line stream_2threads_pps)
 # and prints one line per figure:  name value unit anchor_value ratio
 #   ratio = flowpic / anchor  (throughput: > 1 means flowpic is faster; peak RSS: > 1 means flowpic uses more;
 #   dataset_bytes_per_packet: the anchor column is the target, 8, and the ratio must be <= 1)
@@ -537,6 +539,16 @@ part_ingest() {
     EX_FP_T=$FP_T EX_AN_T=$AN_T
     time_pair stream flowpic_stream "$FLOWPIC classify --stream $MODEL $PCAP" anchor_extract "$ANCHOR -q $PCAP"
     ST_FP_T=$FP_T ST_AN_T=$AN_T
+    # The same with the second classifier thread: an OpenMP build (2 threads, passive waiting, so the
+    # idle thread does not spin on a shared machine), when the compiler has OpenMP.
+    OMP_T='' OMP_AN_T=''
+    if cc -O2 -fopenmp -o "$OUT/flowpic_omp" examples/flowpic.c -lm 2> /dev/null; then
+        time_pair stream_omp flowpic_stream_omp "env OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive $OUT/flowpic_omp classify --stream $MODEL $PCAP" \
+            anchor_extract "$ANCHOR -q $PCAP"
+        OMP_T=$FP_T OMP_AN_T=$AN_T
+    else
+        note "no OpenMP compiler: the second-thread stream figure is skipped"
+    fi
     note "timing: $TIMER per pair; MB = 10^6 bytes of file size; wall time includes process start"
     detail "flowpic info" "$INFO_FP_T"
     [ -n "$INFO_AN_T" ] && detail "anchor --count-only" "$INFO_AN_T"
@@ -544,6 +556,8 @@ part_ingest() {
     [ -n "$EX_AN_T" ] && detail "anchor extract (sparse)" "$EX_AN_T"
     detail "flowpic classify --stream" "$ST_FP_T"
     [ -n "$ST_AN_T" ] && detail "anchor extract (same run)" "$ST_AN_T"
+    [ -n "$OMP_T" ] && detail "classify --stream, OpenMP" "$OMP_T"
+    [ -n "$OMP_AN_T" ] && detail "anchor extract (same run)" "$OMP_AN_T"
 
     # Every timed run rewrote the data set: it must still be the one checked above.
     [ "$(cksum < "$FPDS")" = "$FPDS_SUM" ] || die "the data set written by the timed runs differs from the checked one ($FPDS)"
@@ -578,6 +592,7 @@ part_ingest() {
         summary extract_peak_rss "$(kib2mb "$EX_FP_RSS")" MB "$(kib2mb "$EX_AN_RSS")" 1
     fi
     summary stream_pps "$(pps "$(median "$ST_FP_T")")" packets/s "$(pps "$(median "$ST_AN_T")")" 0
+    [ -n "$OMP_T" ] && summary stream_2threads_pps "$(pps "$(median "$OMP_T")")" packets/s "$(pps "$(median "$OMP_AN_T")")" 0
     summary stream_decisions_per_s "$(awk -v d="$DECISIONS" -v t="$(median "$ST_FP_T")" 'BEGIN { printf "%.6f", d / t }')" decisions/s - 0
     if [ -n "$ST_FP_RSS" ]; then
         summary stream_peak_rss "$(kib2mb "$ST_FP_RSS")" MB "$(kib2mb "$EX_AN_RSS")" 1
