@@ -19,7 +19,7 @@ FUZZ_TARGETS ?= pcap dataset model
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
 BUILD   = build
 
-.PHONY: all test test-unit test-train test-nn test-vectors test-fuzz-replay test-oracle test-sanitize demo bench fuzz clean
+.PHONY: all test test-unit test-train test-nn test-vectors test-fuzz-replay test-oracle test-online test-sanitize demo bench fuzz clean
 
 all: flowpic
 
@@ -41,11 +41,13 @@ test-sanitize: $(TEST_SRC) $(HEADERS)
 	$(BUILD)/run_tests_san
 	$(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/test_nn_san tests/test_nn.c $(LDLIBS)
 	$(BUILD)/test_nn_san
+	$(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/test_online_san tests/test_online.c $(LDLIBS)
+	$(BUILD)/test_online_san
 	for t in $(FUZZ_TARGETS); do \
 	    $(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/fuzz_replay_san_$$t tests/fuzz/fuzz_$$t.c tests/fuzz/replay.c $(LDLIBS) && \
 	    $(BUILD)/fuzz_replay_san_$$t tests/fuzz/corpus/$$t || exit 1; done
 
-test: test-unit test-nn test-fuzz-replay test-oracle test-train
+test: test-unit test-nn test-fuzz-replay test-oracle test-train test-online
 
 # Train on ../shared/data, classify held-out files; thread determinism of training; the
 # experiment command against the plain pipeline's block and flow counts.
@@ -61,6 +63,22 @@ $(BUILD)/test_nn: tests/test_nn.c $(HEADERS)
 
 test-nn: $(BUILD)/test_nn
 	$(BUILD)/test_nn
+
+# The online classifier: the same decisions as offline, early decisions, idle timeout, eviction, a
+# flood of a million 5-tuples under the memory bound (tests/test_online.c, counting allocator),
+# the second classifier thread (OpenMP build, when the compiler has OpenMP);
+# then the CLI: a pipe, --follow on a growing file, live capture on a veth pair in network
+# namespaces of its own (tests/online_test.sh; needs root and iproute2, skips otherwise).
+$(BUILD)/test_online: tests/test_online.c tests/harness.h $(HEADERS)
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/test_online.c $(LDLIBS)
+
+test-online: $(BUILD)/test_online flowpic
+	$(BUILD)/test_online
+	@if $(CC) $(WARN) $(OPT) -fopenmp -I. -o $(BUILD)/test_online_omp tests/test_online.c $(LDLIBS) 2> /dev/null; then \
+	    echo "$(BUILD)/test_online_omp second_thread"; OMP_WAIT_POLICY=passive $(BUILD)/test_online_omp second_thread; \
+	else echo "test_online: $(CC) has no OpenMP here: the second classifier thread is not tested"; fi
+	sh tests/online_test.sh
 
 test-vectors: $(BUILD)/test_nn
 	$(BUILD)/test_nn vectors

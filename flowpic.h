@@ -38,6 +38,7 @@
  *   >>network     the CNN: layer table, parameters, workspace, forward / backward, Adam
  *   >>model       model files: network, class names and preprocessing configuration
  *   >>train       models with their preprocessing, training epochs, prediction
+ *   >>classifier  online classification: packets in, decisions out, running vote, flow cap
  *   >>impl        implementation, in the same order
  *
  * Configuration (define before including)
@@ -168,6 +169,11 @@ FLOWPIC_DEF void flowpic_flowtable_free(flowpic_flowtable *ft);
  * FLOWPIC_ERR_FLOW_LIMIT when a new flow would exceed max_flows (nothing is counted). */
 FLOWPIC_DEF flowpic_result flowpic_flowtable_add(flowpic_flowtable *ft, const flowpic_packet *p,
                                                  size_t *flow_index);
+/* Index of the flow a packet with this key belongs to (either direction when bidirectional),
+ * or (size_t)-1 when there is none. */
+FLOWPIC_DEF size_t flowpic_flowtable_find(const flowpic_flowtable *ft, const flowpic_key *key);
+/* Forgets flow `flow`; the last flow (index count - 1) takes its index. */
+FLOWPIC_DEF void flowpic_flowtable_remove(flowpic_flowtable *ft, size_t flow);
 
 /* >>blocks ------------------------------------------------------------------------------------
  * A block is one time window of one flow's packets (FLOWPIC.md section 2). Its packets are
@@ -267,6 +273,13 @@ FLOWPIC_DEF flowpic_result flowpic_cutter_flush(flowpic_cutter *c);
 /* The oldest open window of a live flow as it is now (COLLECTING or PARTIAL), without closing
  * it: for early classification. FLOWPIC_ERR_ARG when the flow has no open window. */
 FLOWPIC_DEF flowpic_result flowpic_cutter_partial(flowpic_cutter *c, size_t flow, flowpic_block *out);
+/* Time passes for a flow without a packet: emits (FINAL) its windows that end at or before
+ * now_ns, as a packet at now_ns would; now_ns = UINT64_MAX emits every remaining block of the
+ * flow, as flush does for it. The "original" preset cuts only at UINT64_MAX. */
+FLOWPIC_DEF flowpic_result flowpic_cutter_close(flowpic_cutter *c, size_t flow, uint64_t now_ns);
+/* Forgets a flow and its open windows (close it first to keep its blocks); the last flow
+ * (index flows.count - 1) takes its index. Memory then shrinks with the live flows. */
+FLOWPIC_DEF void flowpic_cutter_remove(flowpic_cutter *c, size_t flow);
 FLOWPIC_DEF void flowpic_cutter_free(flowpic_cutter *c);
 
 /* >>picture -----------------------------------------------------------------------------------
@@ -840,6 +853,166 @@ FLOWPIC_DEF flowpic_result flowpic_model_save(const flowpic_model *m, const char
 FLOWPIC_DEF flowpic_result flowpic_model_load(flowpic_model *m, const char *path, flowpic_error *err);
 #endif
 
+/* >>classifier --------------------------------------------------------------------------------
+ * Online classification (docs/ONLINE.md): packets in, one at a time, decisions out through a
+ * callback while the traffic still flows. The packets go through a block cutter with the model's
+ * settings; the blocks that complete are classified in batches by flowpic_predict_blocks (the
+ * offline path), so a final decision equals the offline decision for the same block.
+ *   - FINAL: a block's window closed (a later packet, time passing, the flow ending);
+ *   - PARTIAL: an early decision on the open block of a live flow, after early_packets more
+ *     packets or every early_after_ns of capture time;
+ *   - FLOW: the flow ended (idle timeout, eviction, flush): the vote over its final blocks.
+ * Every decision carries the flow's running vote (majority and mean) over its final blocks.
+ * Live flows are capped at max_flows: a new flow beyond the cap ends the flow that has been
+ * idle longest (oldest last packet) first. Memory: O(live flows + packets in open windows):
+ * at most FLOWPIC_CLASSIFIER_FLOW_BYTES(n_classes) bytes per flow of the cap plus 20 bytes per
+ * packet in an open window, plus the model, a workspace and one batch of blocks.
+ * Time is capture time: the newest packet time seen, or what flowpic_classifier_tick() says. */
+
+#ifndef FLOWPIC_CLASSIFIER_DEFAULT_FLOWS
+#define FLOWPIC_CLASSIFIER_DEFAULT_FLOWS (1u << 20) /* live flows: about 0.5 GB at the bound */
+#endif
+#define FLOWPIC_CLASSIFIER_DEFAULT_BATCH 32 /* blocks per forward pass */
+/* Bytes per live flow, all tables included (flow table entry, index slots at half load,
+ * cutter and classifier state, running vote; arrays grow by doubling). */
+#define FLOWPIC_CLASSIFIER_FLOW_BYTES(n_classes) \
+    (2u * (sizeof(flowpic_flow) + sizeof(flowpic_cutflow) + sizeof(flowpic_clflow) + 12u * (size_t)(n_classes)) + 32u)
+
+typedef enum flowpic_decision_state {
+    FLOWPIC_DECISION_PARTIAL, /* early: the open block of a live flow, as it is now */
+    FLOWPIC_DECISION_FINAL,   /* the block's window closed */
+    FLOWPIC_DECISION_FLOW     /* the flow ended: the vote over its final blocks */
+} flowpic_decision_state;
+
+typedef enum flowpic_vote_kind {
+    FLOWPIC_VOTE_MAJORITY, /* most frequent block label, ties to the larger summed probability */
+    FLOWPIC_VOTE_MEAN      /* largest mean probability */
+} flowpic_vote_kind;
+
+typedef enum flowpic_flow_end {
+    FLOWPIC_END_NONE,  /* the flow is live */
+    FLOWPIC_END_IDLE,  /* silent for idle_timeout_ns */
+    FLOWPIC_END_EVICT, /* the cap on live flows: idle longest */
+    FLOWPIC_END_FLUSH  /* flowpic_classifier_flush (end of input, a signal) */
+} flowpic_flow_end;
+
+typedef struct flowpic_decision {
+    flowpic_decision_state state;
+    flowpic_key key;           /* the flow (its first packet's direction) */
+    uint64_t time_ns;          /* capture time of the decision */
+    uint64_t start_ns;         /* PARTIAL / FINAL: window start; FLOW: 0 */
+    uint32_t block;            /* PARTIAL / FINAL: window number k; FLOW: final blocks voted */
+    uint32_t packets;          /* packets in the picture (FLOW: 0) */
+    uint32_t label;            /* PARTIAL / FINAL: the block's top class; FLOW: the vote */
+    double confidence;         /* probs[label], or the vote's confidence (FLOW) */
+    const float *probs;        /* [n_classes] class probabilities; NULL for FLOW */
+    flowpic_flow_end end;      /* FLOW: why the flow ended */
+    /* the flow's running vote over its final blocks so far (this one included) */
+    uint32_t vote_blocks;
+    uint32_t majority, mean;   /* labels */
+    double majority_confidence, mean_confidence;
+} flowpic_decision;
+
+/* Called for every decision; d and d->probs are valid during the call. Must not call back
+ * into the classifier. */
+typedef void (*flowpic_decision_fn)(void *user, const flowpic_decision *d);
+
+typedef struct flowpic_classifier_config {
+    size_t max_flows;          /* live flows [FLOWPIC_CLASSIFIER_DEFAULT_FLOWS] */
+    uint64_t idle_timeout_ns;  /* a silence this long ends a flow (0: never) */
+    uint32_t early_packets;    /* PARTIAL after this many packets of a flow since its last
+                                  decision (0: off) */
+    uint64_t early_after_ns;   /* PARTIAL every this long while a block is open (0: off) */
+    int batch;                 /* blocks classified together [FLOWPIC_CLASSIFIER_DEFAULT_BATCH];
+                                  decisions wait at most until the batch fills or the next
+                                  tick / flush */
+    int second_thread;         /* with OpenMP, called inside a parallel region of 2+ threads
+                                  (e.g. from a `single`): a full batch is classified by an
+                                  OpenMP task while packets keep coming [1]; same decisions,
+                                  in the same order */
+    flowpic_vote_kind vote;    /* the label of FLOW decisions */
+} flowpic_classifier_config;
+
+typedef struct flowpic_classifier_stats {
+    uint64_t packets;          /* packets given to flowpic_classifier_add */
+    uint64_t flows_live, flows_peak, flows_total;
+    uint64_t flows_idle, flows_evicted;        /* flows ended by the timeout / the cap */
+    uint64_t decisions_partial, decisions_final, decisions_flow;
+    uint64_t batches;          /* forward passes */
+    uint64_t batches_threaded; /* of them, on the second thread */
+} flowpic_classifier_stats;
+
+/* Per live flow (internal), parallel to the cutter's flows. */
+typedef struct flowpic_clflow {
+    uint64_t last_ns;          /* newest packet */
+    uint64_t early_ns;         /* next early_after decision (0: none planned) */
+    uint32_t prev, next;       /* links of the active or quiet list, oldest activity first */
+    uint32_t since;            /* packets since the last decision */
+    uint32_t blocks;           /* final blocks voted */
+    uint32_t quiet;            /* 1: every window closed, waiting for a packet or the timeout */
+    uint32_t reserved;
+} flowpic_clflow;
+
+/* A block waiting for its batch (internal). */
+typedef struct flowpic_clpending {
+    uint64_t time_ns;
+    uint32_t flow;
+    flowpic_decision_state state;
+} flowpic_clpending;
+
+/* One batch of blocks for the network (internal). */
+typedef struct flowpic_clbatch {
+    flowpic_dataset blocks;
+    flowpic_clpending *info;   /* per block: time, flow, state */
+    size_t info_cap;
+    float *probs;              /* [batch][n_classes] */
+    flowpic_result result;     /* of its forward pass */
+} flowpic_clbatch;
+
+typedef struct flowpic_classifier {
+    const flowpic_model *model;
+    flowpic_classifier_config config;
+    flowpic_cutter cutter;     /* the model's block settings, max_flows = config.max_flows */
+    flowpic_workspace ws;
+    flowpic_decision_fn emit;
+    void *user;
+    flowpic_clflow *flows;     /* parallel to cutter.flows.flows */
+    uint32_t *votes;           /* [flow][n_classes] block votes */
+    double *sums;              /* [flow][n_classes] summed probabilities */
+    size_t flows_cap;
+    uint32_t lists[2][2];      /* [active, quiet][head, tail] */
+    flowpic_clbatch batches[2]; /* one filling, the other maybe on the second thread */
+    int filling, in_flight;
+    size_t *batch_index;       /* 0 .. batch - 1 */
+    uint64_t now_ns, sweep_ns;
+    flowpic_result status;     /* first error inside a cutter callback */
+    flowpic_classifier_stats stats;
+} flowpic_classifier;
+
+FLOWPIC_DEF void flowpic_classifier_config_default(flowpic_classifier_config *config);
+/* The model must outlive the classifier. */
+FLOWPIC_DEF flowpic_result flowpic_classifier_init(flowpic_classifier *cl, const flowpic_model *model,
+                                                   const flowpic_classifier_config *config,
+                                                   flowpic_decision_fn emit, void *user);
+/* One packet (time, 5-tuple, IP size). Decisions it completes come through the callback, now or
+ * with a later call (batches). FLOWPIC_ERR_NOMEM, or an error of the network. */
+FLOWPIC_DEF flowpic_result flowpic_classifier_add(flowpic_classifier *cl, const flowpic_packet *p);
+/* Capture time now_ns passes without packets (a live capture's clock): windows close, idle
+ * flows end, early_after decisions fall due, and the waiting batch is classified. */
+FLOWPIC_DEF flowpic_result flowpic_classifier_tick(flowpic_classifier *cl, uint64_t now_ns);
+/* Ends every flow: its open blocks are FINAL, then its FLOW decision (end of input, a signal). */
+FLOWPIC_DEF flowpic_result flowpic_classifier_flush(flowpic_classifier *cl);
+FLOWPIC_DEF void flowpic_classifier_stats_get(const flowpic_classifier *cl, flowpic_classifier_stats *stats);
+FLOWPIC_DEF void flowpic_classifier_free(flowpic_classifier *cl);
+
+/* The running vote: votes[] and sums[] (n_classes each, zeroed to start) take one block's
+ * probabilities; the result is the label and its confidence (share of the votes, or mean
+ * probability). The offline `flowpic classify` votes with the same two functions. */
+FLOWPIC_DEF void flowpic_vote_add(uint32_t *votes, double *sums, const float *probs, uint32_t n_classes);
+FLOWPIC_DEF uint32_t flowpic_vote_result(const uint32_t *votes, const double *sums, uint32_t n_classes,
+                                         flowpic_vote_kind kind, double *confidence);
+FLOWPIC_DEF const char *flowpic_decision_state_name(flowpic_decision_state state);
+
 #ifdef __cplusplus
 }
 #endif
@@ -1054,6 +1227,57 @@ FLOWPIC_DEF flowpic_result flowpic_flowtable_add(flowpic_flowtable *ft, const fl
     f->last_ns = p->ts_ns;
     if (flow_index) *flow_index = idx;
     return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF size_t flowpic_flowtable_find(const flowpic_flowtable *ft, const flowpic_key *key)
+{
+    size_t slot, idx = flowpic__find(ft, key, flowpic__key_hash(key), &slot);
+    if (idx == (size_t)-1 && ft->bidirectional) {
+        flowpic_key rev;
+        flowpic_key_reverse(&rev, key);
+        idx = flowpic__find(ft, &rev, flowpic__key_hash(&rev), &slot);
+    }
+    return idx;
+}
+
+/* The slot that points at flow idx. */
+static size_t flowpic__slot_of(const flowpic_flowtable *ft, size_t idx)
+{
+    size_t s = (size_t)flowpic__key_hash(&ft->flows[idx].key) & ft->slot_mask;
+    while ((uint32_t)ft->slots[s] != idx + 1) s = (s + 1) & ft->slot_mask;
+    return s;
+}
+
+/* Empties slot s of the linear-probing index, moving later entries of the probe run back so
+ * every key stays reachable from its home slot (no tombstones: lookups stay short). */
+static void flowpic__slot_delete(flowpic_flowtable *ft, size_t s)
+{
+    size_t next = s;
+    for (;;) {
+        size_t home;
+        next = (next + 1) & ft->slot_mask;
+        if (!ft->slots[next]) break;
+        home = (size_t)flowpic__key_hash(&ft->flows[(uint32_t)ft->slots[next] - 1].key) & ft->slot_mask;
+        /* the entry may move to s unless its home lies cyclically in (s, next] */
+        if (((next - home) & ft->slot_mask) >= ((next - s) & ft->slot_mask)) {
+            ft->slots[s] = ft->slots[next];
+            s = next;
+        }
+    }
+    ft->slots[s] = 0;
+}
+
+FLOWPIC_DEF void flowpic_flowtable_remove(flowpic_flowtable *ft, size_t flow)
+{
+    size_t last = ft->count - 1;
+    FLOWPIC_ASSERT(flow < ft->count);
+    flowpic__slot_delete(ft, flowpic__slot_of(ft, flow));
+    if (flow != last) {
+        size_t s = flowpic__slot_of(ft, last);
+        ft->flows[flow] = ft->flows[last];
+        ft->slots[s] = (ft->slots[s] & 0xFFFFFFFF00000000u) | (uint64_t)(flow + 1);
+    }
+    ft->count = last;
 }
 
 /* ---- blocks: configuration -------------------------------------------------------------------- */
@@ -1389,6 +1613,31 @@ FLOWPIC_DEF flowpic_result flowpic_cutter_partial(flowpic_cutter *c, size_t flow
     flowpic__describe_block(c, flow, k, k * c->config.step_ns, n,
                             n >= c->config.min_packets ? FLOWPIC_BLOCK_PARTIAL : FLOWPIC_BLOCK_COLLECTING, out);
     return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_cutter_close(flowpic_cutter *c, size_t flow, uint64_t now_ns)
+{
+    flowpic_cutflow *st;
+    flowpic_result res;
+    if (flow >= c->flows.count) return FLOWPIC_ERR_ARG;
+    st = &c->state[flow];
+    if (now_ns == UINT64_MAX) return flowpic__finish_flow(c, flow);
+    if (!st->started || st->done || now_ns <= st->t0 || c->config.preset == FLOWPIC_PRESET_ORIGINAL)
+        return FLOWPIC_OK;
+    res = flowpic__close_windows(c, flow, now_ns - st->t0);
+    /* a later packet from before now (time went back) counts in the oldest window still open */
+    if (st->cur_k < st->next_k) st->cur_k = st->next_k;
+    return res;
+}
+
+FLOWPIC_DEF void flowpic_cutter_remove(flowpic_cutter *c, size_t flow)
+{
+    size_t last = c->flows.count - 1;
+    FLOWPIC_ASSERT(flow < c->flows.count);
+    FLOWPIC_FREE(c->state[flow].times);
+    FLOWPIC_FREE(c->state[flow].sizes);
+    c->state[flow] = c->state[last];
+    flowpic_flowtable_remove(&c->flows, flow);
 }
 
 /* ---- picture ---------------------------------------------------------------------------------- */
@@ -4714,6 +4963,497 @@ FLOWPIC_DEF flowpic_result flowpic_model_load(flowpic_model *m, const char *path
     return res;
 }
 #endif
+
+/* ---- classifier -------------------------------------------------------------------------------
+ * Flows sit in one of two lists, oldest activity first: active (a window may be open) and quiet
+ * (every window closed). A packet moves its flow to the active tail. Time passing walks the
+ * heads only: an active flow silent for a block length has all its windows closed (a packet now
+ * would close them too) and goes quiet; a flow silent for the idle timeout ends. Eviction ends
+ * the older of the two heads. Blocks wait in a small data set until the batch is full, then
+ * flowpic_predict_blocks classifies them all; the batch is always classified before a flow is
+ * removed, since removal moves the last flow's index. */
+
+#define FLOWPIC__NIL 0xFFFFFFFFu
+enum { FLOWPIC__ACTIVE = 0, FLOWPIC__QUIET = 1 };
+
+static const char *const flowpic__decision_names[] = {"partial", "final", "flow"};
+
+FLOWPIC_DEF const char *flowpic_decision_state_name(flowpic_decision_state state)
+{
+    return (unsigned)state <= FLOWPIC_DECISION_FLOW ? flowpic__decision_names[state] : "unknown";
+}
+
+/* The first class of the largest probability. */
+static uint32_t flowpic__top_class(const float *probs, uint32_t n_classes)
+{
+    uint32_t c, top = 0;
+    for (c = 1; c < n_classes; c++)
+        if (probs[c] > probs[top]) top = c;
+    return top;
+}
+
+FLOWPIC_DEF void flowpic_vote_add(uint32_t *votes, double *sums, const float *probs, uint32_t n_classes)
+{
+    uint32_t c;
+    for (c = 0; c < n_classes; c++) sums[c] += (double)probs[c];
+    votes[flowpic__top_class(probs, n_classes)]++;
+}
+
+FLOWPIC_DEF uint32_t flowpic_vote_result(const uint32_t *votes, const double *sums, uint32_t n_classes,
+                                         flowpic_vote_kind kind, double *confidence)
+{
+    uint32_t c, best = 0;
+    uint64_t n = 0;
+    for (c = 0; c < n_classes; c++) n += votes[c];
+    for (c = 1; c < n_classes; c++)
+        if (kind == FLOWPIC_VOTE_MEAN ? sums[c] > sums[best]
+                                      : votes[c] > votes[best] || (votes[c] == votes[best] && sums[c] > sums[best]))
+            best = c;
+    *confidence = !n ? 0.0 : kind == FLOWPIC_VOTE_MEAN ? sums[best] / (double)n : (double)votes[best] / (double)n;
+    return best;
+}
+
+FLOWPIC_DEF void flowpic_classifier_config_default(flowpic_classifier_config *config)
+{
+    memset(config, 0, sizeof *config);
+    config->max_flows = FLOWPIC_CLASSIFIER_DEFAULT_FLOWS;
+    config->batch = FLOWPIC_CLASSIFIER_DEFAULT_BATCH;
+    config->vote = FLOWPIC_VOTE_MAJORITY;
+    config->second_thread = 1;
+}
+
+static void flowpic__cl_unlink(flowpic_classifier *cl, uint32_t i)
+{
+    flowpic_clflow *f = &cl->flows[i];
+    uint32_t *ends = cl->lists[f->quiet];
+    if (f->prev != FLOWPIC__NIL) cl->flows[f->prev].next = f->next;
+    else ends[0] = f->next;
+    if (f->next != FLOWPIC__NIL) cl->flows[f->next].prev = f->prev;
+    else ends[1] = f->prev;
+}
+
+static void flowpic__cl_append(flowpic_classifier *cl, uint32_t i, uint32_t quiet)
+{
+    flowpic_clflow *f = &cl->flows[i];
+    uint32_t *ends = cl->lists[quiet];
+    f->quiet = quiet;
+    f->prev = ends[1];
+    f->next = FLOWPIC__NIL;
+    if (ends[1] != FLOWPIC__NIL) cl->flows[ends[1]].next = i;
+    else ends[0] = i;
+    ends[1] = i;
+}
+
+/* Flow `from` takes index `to` (after the cutter moved it there): state, links and vote. */
+static void flowpic__cl_move(flowpic_classifier *cl, uint32_t from, uint32_t to)
+{
+    const uint32_t m = cl->model->n_classes;
+    flowpic_clflow *f = &cl->flows[from];
+    uint32_t *ends = cl->lists[f->quiet];
+    if (f->prev != FLOWPIC__NIL) cl->flows[f->prev].next = to;
+    else ends[0] = to;
+    if (f->next != FLOWPIC__NIL) cl->flows[f->next].prev = to;
+    else ends[1] = to;
+    cl->flows[to] = *f;
+    memcpy(cl->votes + (size_t)to * m, cl->votes + (size_t)from * m, m * sizeof *cl->votes);
+    memcpy(cl->sums + (size_t)to * m, cl->sums + (size_t)from * m, m * sizeof *cl->sums);
+}
+
+/* Room for `need` flows in the per-flow arrays (doubling). */
+static flowpic_result flowpic__cl_reserve(flowpic_classifier *cl, size_t need)
+{
+    const size_t m = cl->model->n_classes;
+    size_t n = cl->flows_cap ? cl->flows_cap : 64;
+    void *p;
+    if (need <= cl->flows_cap) return FLOWPIC_OK;
+    while (n < need) n *= 2;
+    if (n > (size_t)-1 / (m * sizeof *cl->sums)) return FLOWPIC_ERR_NOMEM;
+    if (!(p = FLOWPIC_REALLOC(cl->flows, n * sizeof *cl->flows))) return FLOWPIC_ERR_NOMEM;
+    cl->flows = (flowpic_clflow *)p;
+    if (!(p = FLOWPIC_REALLOC(cl->votes, n * m * sizeof *cl->votes))) return FLOWPIC_ERR_NOMEM;
+    cl->votes = (uint32_t *)p;
+    if (!(p = FLOWPIC_REALLOC(cl->sums, n * m * sizeof *cl->sums))) return FLOWPIC_ERR_NOMEM;
+    cl->sums = (double *)p;
+    cl->flows_cap = n;
+    return FLOWPIC_OK;
+}
+
+static void flowpic__cl_block(void *user, const flowpic_block *b);
+
+FLOWPIC_DEF flowpic_result flowpic_classifier_init(flowpic_classifier *cl, const flowpic_model *model,
+                                                   const flowpic_classifier_config *config,
+                                                   flowpic_decision_fn emit, void *user)
+{
+    flowpic_block_config blocks = model->prep.blocks;
+    flowpic_result res;
+    uint16_t label;
+    uint32_t source;
+    int i;
+    memset(cl, 0, sizeof *cl);
+    if (config) cl->config = *config;
+    else flowpic_classifier_config_default(&cl->config);
+    if (cl->config.max_flows == 0) cl->config.max_flows = FLOWPIC_CLASSIFIER_DEFAULT_FLOWS;
+    if (cl->config.max_flows > 0x7FFFFFFFu) return FLOWPIC_ERR_ARG; /* 32-bit links */
+    if (cl->config.batch <= 0 || cl->config.batch > FLOWPIC_NN_MAX_BATCH) return FLOWPIC_ERR_ARG;
+    /* end a flow no later than the cutter would restart it, so a flow is one generation */
+    if (blocks.idle_timeout_ns && (!cl->config.idle_timeout_ns || blocks.idle_timeout_ns < cl->config.idle_timeout_ns))
+        cl->config.idle_timeout_ns = blocks.idle_timeout_ns;
+    blocks.max_flows = cl->config.max_flows;
+    cl->model = model;
+    cl->emit = emit;
+    cl->user = user;
+    cl->lists[0][0] = cl->lists[0][1] = cl->lists[1][0] = cl->lists[1][1] = FLOWPIC__NIL;
+    res = flowpic_cutter_init(&cl->cutter, &blocks, flowpic__cl_block, cl);
+    if (res == FLOWPIC_OK) res = flowpic_workspace_init(&cl->ws, &model->net, cl->config.batch, 0);
+    for (i = 0; i < 2; i++) {
+        flowpic_clbatch *b = &cl->batches[i];
+        flowpic_dataset_init(&b->blocks, &blocks);
+        if (res == FLOWPIC_OK) res = flowpic_dataset_class(&b->blocks, "pending", &label);
+        if (res == FLOWPIC_OK) res = flowpic_dataset_source(&b->blocks, "stream", &source);
+        b->probs = (float *)FLOWPIC_MALLOC((size_t)cl->config.batch * model->n_classes * sizeof *b->probs);
+        if (!b->probs) res = FLOWPIC_ERR_NOMEM;
+    }
+    cl->batch_index = (size_t *)FLOWPIC_MALLOC((size_t)cl->config.batch * sizeof *cl->batch_index);
+    if (res == FLOWPIC_OK && !cl->batch_index) res = FLOWPIC_ERR_NOMEM;
+    if (res != FLOWPIC_OK) {
+        flowpic_classifier_free(cl);
+        return res;
+    }
+    for (i = 0; i < cl->config.batch; i++) cl->batch_index[i] = (size_t)i;
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF void flowpic_classifier_free(flowpic_classifier *cl)
+{
+    int i;
+#ifdef _OPENMP
+    if (cl->in_flight) { /* its decisions are dropped, but its memory must not go under it */
+#pragma omp taskwait
+    }
+#endif
+    flowpic_cutter_free(&cl->cutter);
+    flowpic_workspace_free(&cl->ws);
+    for (i = 0; i < 2; i++) {
+        flowpic_dataset_free(&cl->batches[i].blocks);
+        FLOWPIC_FREE(cl->batches[i].info);
+        FLOWPIC_FREE(cl->batches[i].probs);
+    }
+    FLOWPIC_FREE(cl->flows);
+    FLOWPIC_FREE(cl->votes);
+    FLOWPIC_FREE(cl->sums);
+    FLOWPIC_FREE(cl->batch_index);
+    memset(cl, 0, sizeof *cl);
+}
+
+/* The flow's running vote into d. */
+static void flowpic__cl_vote(const flowpic_classifier *cl, uint32_t flow, flowpic_decision *d)
+{
+    const uint32_t m = cl->model->n_classes;
+    const uint32_t *votes = cl->votes + (size_t)flow * m;
+    const double *sums = cl->sums + (size_t)flow * m;
+    d->vote_blocks = cl->flows[flow].blocks;
+    d->majority = flowpic_vote_result(votes, sums, m, FLOWPIC_VOTE_MAJORITY, &d->majority_confidence);
+    d->mean = flowpic_vote_result(votes, sums, m, FLOWPIC_VOTE_MEAN, &d->mean_confidence);
+}
+
+/* The decision on block i of a batch, whose probabilities are probs. */
+static void flowpic__cl_decide(flowpic_classifier *cl, const flowpic_clbatch *batch, size_t i, const float *probs)
+{
+    const uint32_t m = cl->model->n_classes;
+    const flowpic_clpending *info = &batch->info[i];
+    const flowpic_ds_block *b = &batch->blocks.blocks[i];
+    flowpic_decision d;
+    memset(&d, 0, sizeof d);
+    d.state = info->state;
+    d.key = batch->blocks.flows[b->flow].key;
+    d.time_ns = info->time_ns;
+    d.start_ns = b->start_ns;
+    d.block = b->index;
+    d.packets = flowpic_picture_packets(batch->blocks.config.preset, flowpic_dataset_block_packets(&batch->blocks, i),
+                                        b->n_packets);
+    d.label = flowpic__top_class(probs, m);
+    d.confidence = (double)probs[d.label];
+    d.probs = probs;
+    if (info->state == FLOWPIC_DECISION_FINAL) {
+        flowpic_vote_add(cl->votes + (size_t)info->flow * m, cl->sums + (size_t)info->flow * m, probs, m);
+        cl->flows[info->flow].blocks++;
+        cl->stats.decisions_final++;
+    } else {
+        cl->stats.decisions_partial++;
+    }
+    flowpic__cl_vote(cl, info->flow, &d);
+    if (cl->emit) cl->emit(cl->user, &d);
+}
+
+/* The network on a batch (on either thread: it touches only the batch and the workspace). */
+static void flowpic__cl_forward(flowpic_classifier *cl, flowpic_clbatch *batch)
+{
+    batch->result = flowpic_predict_blocks(cl->model, &cl->ws, &batch->blocks, cl->batch_index,
+                                           batch->blocks.n_blocks, batch->probs);
+}
+
+/* The decisions of a classified batch, in order; the batch is empty again. */
+static flowpic_result flowpic__cl_emit(flowpic_classifier *cl, flowpic_clbatch *batch)
+{
+    size_t i;
+    const size_t n = batch->blocks.n_blocks;
+    flowpic_result res = batch->result;
+    cl->stats.batches++;
+    for (i = 0; res == FLOWPIC_OK && i < n; i++) flowpic__cl_decide(cl, batch, i, batch->probs + i * cl->model->n_classes);
+    batch->blocks.n_blocks = batch->blocks.n_flows = batch->blocks.n_packets = 0;
+    return res;
+}
+
+/* Waits for the batch on the second thread, if any, and emits its decisions. */
+static flowpic_result flowpic__cl_wait(flowpic_classifier *cl)
+{
+    if (!cl->in_flight) return FLOWPIC_OK;
+#ifdef _OPENMP
+#pragma omp taskwait
+#endif
+    cl->in_flight = 0;
+    return flowpic__cl_emit(cl, &cl->batches[1 - cl->filling]);
+}
+
+/* Classifies every waiting block now (the batch in flight first) and emits the decisions. */
+static flowpic_result flowpic__cl_classify(flowpic_classifier *cl)
+{
+    flowpic_clbatch *batch = &cl->batches[cl->filling];
+    flowpic_result res = flowpic__cl_wait(cl);
+    if (res != FLOWPIC_OK || !batch->blocks.n_blocks) return res;
+    flowpic__cl_forward(cl, batch);
+    return flowpic__cl_emit(cl, batch);
+}
+
+/* A full batch: to the second thread when there is one (inside an OpenMP parallel region of 2+
+ * threads), else classified now. */
+static flowpic_result flowpic__cl_batch_full(flowpic_classifier *cl)
+{
+#ifdef _OPENMP
+    if (cl->config.second_thread && omp_in_parallel() && omp_get_num_threads() > 1) {
+        flowpic_clbatch *batch = &cl->batches[cl->filling];
+        flowpic_result res = flowpic__cl_wait(cl);
+        if (res != FLOWPIC_OK) return res;
+#pragma omp task firstprivate(cl, batch)
+        flowpic__cl_forward(cl, batch);
+        cl->in_flight = 1;
+        cl->filling = 1 - cl->filling;
+        cl->stats.batches_threaded++;
+        return FLOWPIC_OK;
+    }
+#endif
+    return flowpic__cl_classify(cl);
+}
+
+/* A block (copied: its packets belong to the cutter) joins the batch. */
+static flowpic_result flowpic__cl_queue(flowpic_classifier *cl, const flowpic_block *b, flowpic_decision_state state)
+{
+    flowpic_clflow *f = &cl->flows[b->flow];
+    flowpic_clbatch *batch = &cl->batches[cl->filling];
+    flowpic_clpending *info;
+    uint32_t ds_flow;
+    flowpic_result res = flowpic__reserve((void **)&batch->info, &batch->info_cap, batch->blocks.n_blocks + 1,
+                                          sizeof *batch->info);
+    if (res == FLOWPIC_OK) res = flowpic_dataset_add_flow(&batch->blocks, &b->key, 0, b->flow_generation, &ds_flow);
+    if (res == FLOWPIC_OK) res = flowpic_dataset_add_block(&batch->blocks, ds_flow, 0, b);
+    if (res != FLOWPIC_OK) return res;
+    info = &batch->info[batch->blocks.n_blocks - 1];
+    info->time_ns = cl->now_ns;
+    info->flow = (uint32_t)b->flow;
+    info->state = state;
+    f->since = 0; /* early decisions count from the last decision */
+    if (state == FLOWPIC_DECISION_FINAL) f->early_ns = 0;
+    if (batch->blocks.n_blocks >= (size_t)cl->config.batch) return flowpic__cl_batch_full(cl);
+    return FLOWPIC_OK;
+}
+
+/* The cutter's callback: a window closed. */
+static void flowpic__cl_block(void *user, const flowpic_block *b)
+{
+    flowpic_classifier *cl = (flowpic_classifier *)user;
+    if (cl->status == FLOWPIC_OK) cl->status = flowpic__cl_queue(cl, b, FLOWPIC_DECISION_FINAL);
+}
+
+/* Closes the flow's windows that end by now_ns (UINT64_MAX: all of them). */
+static flowpic_result flowpic__cl_close(flowpic_classifier *cl, size_t flow, uint64_t now_ns)
+{
+    flowpic_result res;
+    res = flowpic_cutter_close(&cl->cutter, flow, now_ns);
+    return res != FLOWPIC_OK ? res : cl->status;
+}
+
+/* An early decision on the open block of a flow. */
+static flowpic_result flowpic__cl_partial(flowpic_classifier *cl, size_t flow)
+{
+    flowpic_block b;
+    flowpic_result res;
+    cl->flows[flow].since = 0;
+    if (cl->config.early_after_ns) cl->flows[flow].early_ns = cl->now_ns + cl->config.early_after_ns;
+    res = flowpic_cutter_partial(&cl->cutter, flow, &b);
+    if (res == FLOWPIC_ERR_ARG || (res == FLOWPIC_OK && !b.n_packets)) return FLOWPIC_OK; /* nothing open */
+    return res != FLOWPIC_OK ? res : flowpic__cl_queue(cl, &b, FLOWPIC_DECISION_PARTIAL);
+}
+
+/* Ends a flow: its last blocks, the waiting batch, its FLOW decision; then it is forgotten. */
+static flowpic_result flowpic__cl_end(flowpic_classifier *cl, uint32_t flow, flowpic_flow_end why)
+{
+    const uint32_t m = cl->model->n_classes;
+    uint32_t last;
+    flowpic_result res = flowpic__cl_close(cl, flow, UINT64_MAX);
+    if (res == FLOWPIC_OK) res = flowpic__cl_classify(cl);
+    if (res != FLOWPIC_OK) return res;
+    if (cl->flows[flow].blocks) {
+        flowpic_decision d;
+        memset(&d, 0, sizeof d);
+        d.state = FLOWPIC_DECISION_FLOW;
+        d.key = cl->cutter.flows.flows[flow].key;
+        d.time_ns = cl->now_ns;
+        d.block = cl->flows[flow].blocks;
+        d.label = flowpic_vote_result(cl->votes + (size_t)flow * m, cl->sums + (size_t)flow * m, m, cl->config.vote,
+                                      &d.confidence);
+        d.end = why;
+        flowpic__cl_vote(cl, flow, &d);
+        cl->stats.decisions_flow++;
+        if (cl->emit) cl->emit(cl->user, &d);
+    }
+    if (why == FLOWPIC_END_IDLE) cl->stats.flows_idle++;
+    if (why == FLOWPIC_END_EVICT) cl->stats.flows_evicted++;
+    flowpic__cl_unlink(cl, flow);
+    last = (uint32_t)cl->cutter.flows.count - 1;
+    flowpic_cutter_remove(&cl->cutter, flow);
+    if (flow != last) flowpic__cl_move(cl, last, flow);
+    return FLOWPIC_OK;
+}
+
+/* Time passed (cl->now_ns): windows of silent flows close, idle flows end. */
+static flowpic_result flowpic__cl_expire(flowpic_classifier *cl)
+{
+    const uint64_t now = cl->now_ns, idle = cl->config.idle_timeout_ns, len = cl->cutter.config.block_ns;
+    uint32_t i;
+    flowpic_result res = FLOWPIC_OK;
+    while (res == FLOWPIC_OK && (i = cl->lists[FLOWPIC__ACTIVE][0]) != FLOWPIC__NIL) {
+        uint64_t silent = now - cl->flows[i].last_ns;
+        if (idle && silent >= idle) {
+            res = flowpic__cl_end(cl, i, FLOWPIC_END_IDLE);
+        } else if (silent >= len) { /* every window ends by now: a packet now would close them */
+            res = flowpic__cl_close(cl, i, now);
+            flowpic__cl_unlink(cl, i);
+            flowpic__cl_append(cl, i, FLOWPIC__QUIET);
+        } else {
+            break;
+        }
+    }
+    while (res == FLOWPIC_OK && idle && (i = cl->lists[FLOWPIC__QUIET][0]) != FLOWPIC__NIL &&
+           now - cl->flows[i].last_ns >= idle)
+        res = flowpic__cl_end(cl, i, FLOWPIC_END_IDLE);
+    return res;
+}
+
+/* The early_after decisions that fell due, over the active flows. */
+static flowpic_result flowpic__cl_early_sweep(flowpic_classifier *cl)
+{
+    uint32_t i;
+    flowpic_result res = FLOWPIC_OK;
+    cl->sweep_ns = cl->now_ns + flowpic__ns_per_s;
+    for (i = cl->lists[FLOWPIC__ACTIVE][0]; res == FLOWPIC_OK && i != FLOWPIC__NIL; i = cl->flows[i].next)
+        if (cl->flows[i].early_ns && cl->now_ns >= cl->flows[i].early_ns) res = flowpic__cl_partial(cl, i);
+    return res;
+}
+
+/* Makes room for a new flow: ends the flow idle longest (the older of the two list heads). */
+static flowpic_result flowpic__cl_evict(flowpic_classifier *cl)
+{
+    uint32_t a = cl->lists[FLOWPIC__ACTIVE][0], q = cl->lists[FLOWPIC__QUIET][0];
+    uint32_t victim = a == FLOWPIC__NIL ? q
+                      : q == FLOWPIC__NIL ? a
+                      : cl->flows[q].last_ns <= cl->flows[a].last_ns ? q : a;
+    return flowpic__cl_end(cl, victim, FLOWPIC_END_EVICT);
+}
+
+/* A flow the cutter just created, at index flow. */
+static flowpic_result flowpic__cl_new_flow(flowpic_classifier *cl, size_t flow)
+{
+    const size_t m = cl->model->n_classes;
+    flowpic_result res = flowpic__cl_reserve(cl, flow + 1);
+    if (res != FLOWPIC_OK) return res;
+    memset(&cl->flows[flow], 0, sizeof cl->flows[flow]);
+    memset(cl->votes + flow * m, 0, m * sizeof *cl->votes);
+    memset(cl->sums + flow * m, 0, m * sizeof *cl->sums);
+    cl->stats.flows_total++;
+    if (cl->cutter.flows.count > cl->stats.flows_peak) cl->stats.flows_peak = cl->cutter.flows.count;
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_classifier_add(flowpic_classifier *cl, const flowpic_packet *p)
+{
+    const flowpic_classifier_config *cfg = &cl->config;
+    size_t flow, before;
+    uint64_t kept = cl->cutter.packets_kept;
+    flowpic_clflow *f;
+    flowpic_result res;
+    cl->stats.packets++;
+    if (p->ts_ns > cl->now_ns) cl->now_ns = p->ts_ns;
+    res = flowpic__cl_expire(cl);
+    if (res != FLOWPIC_OK) return res;
+    flow = flowpic_flowtable_find(&cl->cutter.flows, &p->key);
+    if (flow == (size_t)-1 && cl->cutter.flows.count >= cfg->max_flows) {
+        res = flowpic__cl_evict(cl);
+        if (res != FLOWPIC_OK) return res;
+    }
+    before = cl->cutter.flows.count; /* (after the flows that ended above) */
+    res = flowpic_cutter_add(&cl->cutter, p);
+    if (res == FLOWPIC_OK) res = cl->status;
+    if (res != FLOWPIC_OK) return res;
+    if (flow == (size_t)-1) {
+        if (cl->cutter.flows.count == before) return FLOWPIC_OK; /* not taken (the original preset's IPv6) */
+        flow = cl->cutter.flows.count - 1;
+        res = flowpic__cl_new_flow(cl, flow);
+        if (res != FLOWPIC_OK) return res;
+    } else {
+        flowpic__cl_unlink(cl, (uint32_t)flow);
+    }
+    f = &cl->flows[flow];
+    if (p->ts_ns > f->last_ns) f->last_ns = p->ts_ns;
+    flowpic__cl_append(cl, (uint32_t)flow, FLOWPIC__ACTIVE);
+    if (cl->cutter.packets_kept > kept) {
+        f->since++;
+        if (cfg->early_after_ns && !f->early_ns) f->early_ns = p->ts_ns + cfg->early_after_ns;
+    }
+    if ((cfg->early_packets && f->since >= cfg->early_packets) || (f->early_ns && cl->now_ns >= f->early_ns))
+        res = flowpic__cl_partial(cl, flow);
+    if (res == FLOWPIC_OK && cfg->early_after_ns && cl->now_ns >= cl->sweep_ns) res = flowpic__cl_early_sweep(cl);
+    return res;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_classifier_tick(flowpic_classifier *cl, uint64_t now_ns)
+{
+    flowpic_result res;
+    if (now_ns > cl->now_ns) cl->now_ns = now_ns;
+    res = flowpic__cl_expire(cl);
+    if (res == FLOWPIC_OK && cl->config.early_after_ns) res = flowpic__cl_early_sweep(cl);
+    return res != FLOWPIC_OK ? res : flowpic__cl_classify(cl);
+}
+
+FLOWPIC_DEF flowpic_result flowpic_classifier_flush(flowpic_classifier *cl)
+{
+    flowpic_result res = FLOWPIC_OK;
+    uint32_t i;
+    int list;
+    /* every open block first, so they fill whole batches; then the flows end one by one */
+    for (list = FLOWPIC__ACTIVE; list <= FLOWPIC__QUIET; list++)
+        for (i = cl->lists[list][0]; res == FLOWPIC_OK && i != FLOWPIC__NIL; i = cl->flows[i].next)
+            res = flowpic__cl_close(cl, i, UINT64_MAX);
+    for (list = FLOWPIC__QUIET; list >= FLOWPIC__ACTIVE; list--)
+        while (res == FLOWPIC_OK && cl->lists[list][0] != FLOWPIC__NIL)
+            res = flowpic__cl_end(cl, cl->lists[list][0], FLOWPIC_END_FLUSH);
+    return res != FLOWPIC_OK ? res : flowpic__cl_classify(cl);
+}
+
+FLOWPIC_DEF void flowpic_classifier_stats_get(const flowpic_classifier *cl, flowpic_classifier_stats *stats)
+{
+    *stats = cl->stats;
+    stats->flows_live = cl->cutter.flows.count;
+}
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,8 @@
  *   flowpic stats DATASET...                  classes, blocks, packets, sources
  *   flowpic render [OPTIONS] -o OUT.png X     one FlowPic as PNG or PGM
  *   flowpic export --npy OUT.npy DATASET...   pictures and labels for NumPy
+ *   flowpic classify MODEL FILE...            the class of every flow (also --follow, '-')
+ *   flowpic live [OPTIONS] MODEL              decisions on live traffic (AF_PACKET)
  *   flowpic help [COMMAND]                    usage
  *
  * Build: cc -O2 -o flowpic examples/flowpic.c -lm   (from the top of the repository)
@@ -18,6 +20,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +30,13 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __linux__ /* live: AF_PACKET, TPACKET_V3 */
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/mman.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -2018,39 +2030,454 @@ done:
     return status;
 }
 
+/* ---- online: classify --follow / classify MODEL -, live --------------------------------------
+ * Packets go one by one into a flowpic_classifier; each decision is one TSV line, flushed at once.
+ * SIGINT / SIGTERM stop the input: open blocks become final decisions, then exit status 0.
+ * SIGUSR1 prints the statistics on stderr (they are also printed at the end). */
+
+static volatile sig_atomic_t online_stop, online_stats;
+
+static void online_signal(int sig)
+{
+    if (sig == SIGUSR1) online_stats = 1;
+    else online_stop = 1;
+}
+
+/* The one place that installs signal handlers for the online commands. No SA_RESTART: a
+ * blocking read or poll returns at once with EINTR. */
+static void online_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = online_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, 0);
+    sigaction(SIGTERM, &sa, 0);
+    sigaction(SIGUSR1, &sa, 0);
+}
+
+typedef struct online {
+    flowpic_classifier cl;
+    flowpic_model model;
+    uint64_t drops;            /* live: packets the kernel dropped (ring full) */
+    uint64_t skipped;          /* not IPv4/IPv6 TCP/UDP */
+} online;
+
+static void online_print(void *user, const flowpic_decision *d)
+{
+    const online *o = (const online *)user;
+    print_time(stdout, d->time_ns);
+    putchar('\t');
+    print_key(&d->key);
+    printf("\t%u\t%s\t%s\t%.4f\n", d->block, flowpic_decision_state_name(d->state), o->model.classes[d->label],
+           d->confidence);
+}
+
+static void online_print_stats(const online *o)
+{
+    flowpic_classifier_stats s;
+    flowpic_classifier_stats_get(&o->cl, &s);
+    fprintf(stderr,
+            "flowpic: packets %llu (skipped %llu), flows live %llu (peak %llu, total %llu), ended idle %llu, "
+            "evicted %llu, decisions partial %llu final %llu flow %llu, batches %llu (second thread %llu), drops %llu\n",
+            (unsigned long long)s.packets, (unsigned long long)o->skipped, (unsigned long long)s.flows_live,
+            (unsigned long long)s.flows_peak, (unsigned long long)s.flows_total, (unsigned long long)s.flows_idle,
+            (unsigned long long)s.flows_evicted, (unsigned long long)s.decisions_partial,
+            (unsigned long long)s.decisions_final, (unsigned long long)s.decisions_flow,
+            (unsigned long long)s.batches, (unsigned long long)s.batches_threaded, (unsigned long long)o->drops);
+}
+
+/* Options of the online classifier: 1 taken (i advanced past a value), 0 not one, -1 bad value
+ * (reported). */
+static int online_option(const char *cmd, flowpic_classifier_config *c, int argc, char **argv, int *i)
+{
+    const char *name = argv[*i], *value = *i + 1 < argc ? argv[*i + 1] : 0;
+    unsigned long long u;
+    double s;
+    if (strcmp(name, "--early-packets") && strcmp(name, "--early-after") && strcmp(name, "--idle-timeout") &&
+        strcmp(name, "--max-flows") && strcmp(name, "--batch"))
+        return 0;
+    if (!value) {
+        fail_usage(cmd, "missing value for", name);
+        return -1;
+    }
+    (*i)++;
+    if (!strcmp(name, "--early-packets") && parse_ulong(value, 0xFFFFFFFFu, &u)) c->early_packets = (uint32_t)u;
+    else if (!strcmp(name, "--max-flows") && parse_ulong(value, 0x7FFFFFFFu, &u) && u > 0) c->max_flows = (size_t)u;
+    else if (!strcmp(name, "--batch") && parse_ulong(value, 4096, &u) && u > 0) c->batch = (int)u;
+    else if (!strcmp(name, "--early-after") && parse_double(value, &s) && s < 1e9) c->early_after_ns = (uint64_t)(s * 1e9);
+    else if (!strcmp(name, "--idle-timeout") && parse_double(value, &s) && s < 1e9) c->idle_timeout_ns = (uint64_t)(s * 1e9);
+    else {
+        fail_value(cmd, name, value);
+        return -1;
+    }
+    return 1;
+}
+
+/* Loads the model, starts the classifier and prints the header; 0 after reporting an error. */
+static int online_start(online *o, const char *model_path, const flowpic_classifier_config *config)
+{
+    flowpic_result res;
+    memset(o, 0, sizeof *o);
+    if (!load_model(model_path, &o->model)) return 0;
+    res = flowpic_classifier_init(&o->cl, &o->model, config, online_print, o);
+    if (res != FLOWPIC_OK) {
+        fprintf(stderr, "flowpic: %s: %s\n", model_path, flowpic_result_string(res));
+        flowpic_model_free(&o->model);
+        return 0;
+    }
+    setvbuf(stdout, 0, _IOLBF, 0); /* a decision is seen when it is made */
+    online_signals();
+    printf("time\tproto\tsrc\tsport\tdst\tdport\tblock\tstate\tlabel\tconfidence\n");
+    return 1;
+}
+
+/* Flushes the open blocks as final decisions, prints the statistics, frees; the exit status. */
+static int online_finish(online *o, int status)
+{
+    flowpic_result res = flowpic_classifier_flush(&o->cl);
+    if (res != FLOWPIC_OK) {
+        fprintf(stderr, "flowpic: classifier: %s\n", flowpic_result_string(res));
+        status = EXIT_RUNTIME;
+    }
+    online_print_stats(o);
+    flowpic_classifier_free(&o->cl);
+    flowpic_model_free(&o->model);
+    return status;
+}
+
+/* Gives one packet to the classifier; 0 after reporting an error. */
+static int online_packet(online *o, uint64_t ts_ns, const pcapl_decoded *d, pcapl_skip skip)
+{
+    flowpic_packet p;
+    flowpic_result res;
+    if (skip != PCAPL_SKIP_NONE) {
+        o->skipped++;
+        return 1;
+    }
+    flowpic_packet_from_decoded(&p, ts_ns, d);
+    res = flowpic_classifier_add(&o->cl, &p);
+    if (res == FLOWPIC_OK) return 1;
+    fprintf(stderr, "flowpic: classifier: %s\n", flowpic_result_string(res));
+    return 0;
+}
+
+/* Between reads: statistics when asked, and the waiting batch classified (its decisions out). */
+static int online_idle(online *o, uint64_t now_ns)
+{
+    flowpic_result res = flowpic_classifier_tick(&o->cl, now_ns);
+    if (online_stats) {
+        online_stats = 0;
+        online_print_stats(o);
+    }
+    if (res == FLOWPIC_OK) return 1;
+    fprintf(stderr, "flowpic: classifier: %s\n", flowpic_result_string(res));
+    return 0;
+}
+
+/* A capture that is still being written (follow) or a pipe: reads wait for more bytes, so a
+ * record cut in two by the writer is simply completed later. The end: the pipe closes, or a
+ * signal (follow never ends by itself). */
+typedef struct stream_source {
+    int fd;
+    int follow;
+    online *o;
+    int failed;
+} stream_source;
+
+static long stream_read(void *user, void *buf, size_t size)
+{
+    stream_source *s = (stream_source *)user;
+    for (;;) {
+        struct pollfd pfd;
+        ssize_t n;
+        if (online_stop || s->failed) return 0;
+        pfd.fd = s->fd;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        if (!s->follow && poll(&pfd, 1, 200) == 0) { /* a quiet pipe: decide what waits */
+            if (!online_idle(s->o, 0)) s->failed = 1;
+            continue;
+        }
+        n = read(s->fd, buf, size);
+        if (n > 0) return (long)n;
+        if (n < 0 && errno != EINTR && errno != EAGAIN) return -1;
+        if (n == 0 && !s->follow) return 0;
+        if (n == 0) { /* the end of the file for now: wait for the writer */
+            struct timespec wait = {0, 100 * 1000 * 1000};
+            if (!online_idle(s->o, 0)) s->failed = 1;
+            nanosleep(&wait, 0);
+        }
+    }
+}
+
+/* classify --follow MODEL FILE, classify MODEL -: the online classifier over a capture stream. */
+static int classify_stream(const char *model_path, const char *path, int follow, const flowpic_classifier_config *c)
+{
+    online o;
+    stream_source src;
+    pcapl_reader r;
+    pcapl_packet pkt;
+    pcapl_decoded d;
+    pcapl_result res;
+    int status = 0;
+    memset(&src, 0, sizeof src);
+    src.follow = follow;
+    src.fd = strcmp(path, "-") ? open(path, O_RDONLY) : 0;
+    if (src.fd < 0) {
+        fprintf(stderr, "flowpic: %s: cannot open: %s\n", path, strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    if (!online_start(&o, model_path, c)) {
+        if (src.fd) close(src.fd);
+        return EXIT_RUNTIME;
+    }
+    src.o = &o;
+#ifdef _OPENMP /* a second thread classifies full batches while this one reads (ONLINE.md) */
+#pragma omp parallel num_threads(2) if (omp_get_max_threads() > 1)
+#pragma omp single
+#endif
+    {
+        res = pcapl_open_callback(&r, stream_read, &src);
+        if (res == PCAPL_OK) {
+            while ((res = pcapl_next(&r, &pkt)) == PCAPL_OK)
+                if (!online_packet(&o, pkt.ts_ns, &d, pcapl_decode(&pkt, &d))) break;
+        }
+    }
+    if (src.failed || res == PCAPL_OK) status = EXIT_RUNTIME; /* reported where it happened */
+    else if (res != PCAPL_END && !online_stop) {
+        report_reader_error(path, &r);
+        status = EXIT_RUNTIME;
+    }
+    /* (stopped by a signal in the middle of a record: the packets before it count) */
+    if (res != PCAPL_ERR_OPEN) pcapl_close(&r);
+    if (src.fd) close(src.fd);
+    return online_finish(&o, status);
+}
+
+/* ---- live ----------------------------------------------------------------------------------- */
+
+#ifdef __linux__
+/* A TPACKET_V3 receive ring on an AF_PACKET socket: the kernel fills blocks of packets, we
+ * hand each block back when its packets are read. No copy, no libpcap. */
+enum { RING_BLOCK_SIZE = 1 << 20, RING_BLOCKS = 16, RING_FRAME_SIZE = 2048, RING_TIMEOUT_MS = 100 };
+
+typedef struct live_ring {
+    int fd;
+    uint8_t *map;
+    size_t map_size;
+} live_ring;
+
+/* 0 and the ring ready, or 1 after reporting an error. */
+static int live_open(live_ring *ring, const char *interface, int promisc)
+{
+    int version = TPACKET_V3;
+    struct tpacket_req3 req;
+    struct sockaddr_ll addr;
+    unsigned ifindex = 0;
+    ring->map = 0;
+    ring->fd = -1;
+    if (interface && !(ifindex = if_nametoindex(interface))) {
+        fprintf(stderr, "flowpic: live: interface '%s': %s\n", interface, strerror(errno));
+        return 1;
+    }
+    ring->fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+    if (ring->fd < 0) {
+        int e = errno;
+        fprintf(stderr, "flowpic: live: cannot open a packet socket: %s%s\n", strerror(e),
+                e == EPERM || e == EACCES ? " (needs root or the CAP_NET_RAW capability)" : "");
+        return 1;
+    }
+    memset(&req, 0, sizeof req);
+    req.tp_block_size = RING_BLOCK_SIZE;
+    req.tp_block_nr = RING_BLOCKS;
+    req.tp_frame_size = RING_FRAME_SIZE;
+    req.tp_frame_nr = RING_BLOCK_SIZE / RING_FRAME_SIZE * RING_BLOCKS;
+    req.tp_retire_blk_tov = RING_TIMEOUT_MS;
+    ring->map_size = (size_t)RING_BLOCK_SIZE * RING_BLOCKS;
+    memset(&addr, 0, sizeof addr);
+    addr.sll_family = AF_PACKET;
+    addr.sll_protocol = htons(ETH_P_ALL);
+    addr.sll_ifindex = (int)ifindex;
+    if (setsockopt(ring->fd, SOL_PACKET, PACKET_VERSION, &version, sizeof version) ||
+        setsockopt(ring->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) ||
+        (ring->map = (uint8_t *)mmap(0, ring->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, ring->fd, 0)) ==
+            (uint8_t *)MAP_FAILED ||
+        bind(ring->fd, (struct sockaddr *)&addr, sizeof addr)) {
+        fprintf(stderr, "flowpic: live: cannot set up the TPACKET_V3 ring: %s\n", strerror(errno));
+        if (ring->map == (uint8_t *)MAP_FAILED) ring->map = 0;
+        return 1;
+    }
+    if (promisc && ifindex) {
+        struct packet_mreq mr;
+        memset(&mr, 0, sizeof mr);
+        mr.mr_ifindex = (int)ifindex;
+        mr.mr_type = PACKET_MR_PROMISC;
+        if (setsockopt(ring->fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof mr)) {
+            fprintf(stderr, "flowpic: live: cannot enable promiscuous mode: %s\n", strerror(errno));
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void live_close(live_ring *ring)
+{
+    if (ring->map) munmap(ring->map, ring->map_size);
+    if (ring->fd >= 0) close(ring->fd);
+}
+
+/* The pcap link type of a packet's device type: Ethernet framing or bare IP. */
+static uint32_t live_linktype(unsigned short hatype)
+{
+    if (hatype == ARPHRD_ETHER || hatype == ARPHRD_LOOPBACK) return 1;   /* LINKTYPE_ETHERNET */
+    if (hatype == ARPHRD_NONE || hatype == ARPHRD_TUNNEL || hatype == ARPHRD_TUNNEL6 || hatype == ARPHRD_IPGRE)
+        return 101; /* LINKTYPE_RAW */
+    return 0xFFFFFFFFu; /* unknown: skipped */
+}
+
+/* The packets of one ring block. 0 after reporting an error. */
+static int live_block(online *o, const struct tpacket_block_desc *desc)
+{
+    const uint8_t *base = (const uint8_t *)desc;
+    uint32_t i, offset = desc->hdr.bh1.offset_to_first_pkt;
+    for (i = 0; i < desc->hdr.bh1.num_pkts; i++) {
+        const struct tpacket3_hdr *h = (const struct tpacket3_hdr *)(const void *)(base + offset);
+        const struct sockaddr_ll *ll =
+            (const struct sockaddr_ll *)(const void *)((const uint8_t *)h + ((sizeof *h + TPACKET_ALIGNMENT - 1u) & ~(size_t)(TPACKET_ALIGNMENT - 1u)));
+        uint64_t ts = (uint64_t)h->tp_sec * 1000000000u + h->tp_nsec;
+        pcapl_decoded d;
+        pcapl_skip skip = pcapl_decode_frame(live_linktype(ll->sll_hatype), (const uint8_t *)h + h->tp_mac,
+                                             h->tp_snaplen, h->tp_len, &d);
+        if (!online_packet(o, ts, &d, skip)) return 0;
+        offset += h->tp_next_offset;
+    }
+    return 1;
+}
+
+static uint64_t wall_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static int live_run(online *o, live_ring *ring)
+{
+    unsigned current = 0;
+    while (!online_stop) {
+        struct tpacket_block_desc *desc =
+            (struct tpacket_block_desc *)(void *)(ring->map + (size_t)current * RING_BLOCK_SIZE);
+        if (!(__atomic_load_n(&desc->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) {
+            struct pollfd pfd;
+            pfd.fd = ring->fd;
+            pfd.events = POLLIN | POLLERR;
+            pfd.revents = 0;
+            poll(&pfd, 1, RING_TIMEOUT_MS);
+            if (!online_idle(o, wall_ns())) return EXIT_RUNTIME;
+            continue;
+        }
+        if (!live_block(o, desc)) return EXIT_RUNTIME;
+        __atomic_store_n(&desc->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+        current = (current + 1) % RING_BLOCKS;
+    }
+    return 0;
+}
+
+static uint64_t live_drops(const live_ring *ring)
+{
+    struct tpacket_stats_v3 st;
+    socklen_t len = sizeof st;
+    memset(&st, 0, sizeof st);
+    if (getsockopt(ring->fd, SOL_PACKET, PACKET_STATISTICS, &st, &len)) return 0;
+    return st.tp_drops;
+}
+#endif
+
+static int cmd_live(int argc, char **argv)
+{
+    flowpic_classifier_config config;
+    const char *interface = 0;
+    int i, promisc = 0;
+    flowpic_classifier_config_default(&config);
+    for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+        int taken = online_option("live", &config, argc, argv, &i);
+        if (taken < 0) return EXIT_USAGE;
+        if (taken) continue;
+        if (!strcmp(argv[i], "--promisc")) promisc = 1;
+        else if (!strcmp(argv[i], "--interface") && i + 1 < argc) interface = argv[++i];
+        else if (!strcmp(argv[i], "--vote") && i + 1 < argc && (!strcmp(argv[i + 1], "mean") || !strcmp(argv[i + 1], "majority")))
+            config.vote = !strcmp(argv[++i], "mean") ? FLOWPIC_VOTE_MEAN : FLOWPIC_VOTE_MAJORITY;
+        else {
+            fail_usage("live", "unknown option or bad value", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (argc - i != 1) {
+        fail_usage("live", "give one model", 0);
+        return EXIT_USAGE;
+    }
+#ifdef __linux__
+    {
+        live_ring ring;
+        online o;
+        int status;
+        if (live_open(&ring, interface, promisc)) {
+            live_close(&ring);
+            return EXIT_RUNTIME;
+        }
+        if (!online_start(&o, argv[i], &config)) {
+            live_close(&ring);
+            return EXIT_RUNTIME;
+        }
+#ifdef _OPENMP /* a second thread classifies full batches while this one captures */
+#pragma omp parallel num_threads(2) if (omp_get_max_threads() > 1)
+#pragma omp single
+#endif
+        status = live_run(&o, &ring);
+        o.drops = live_drops(&ring);
+        live_close(&ring);
+        return online_finish(&o, status);
+    }
+#else
+    (void)interface;
+    (void)promisc;
+    fprintf(stderr, "flowpic: live: needs Linux (AF_PACKET)\n");
+    return EXIT_RUNTIME;
+#endif
+}
+
 /* ---- classify -------------------------------------------------------------------------------- */
 
-/* The flow's decision from its blocks' probabilities: majority of the block votes (ties to the
- * larger summed probability) or the largest mean probability; confidence is the winner's share. */
+/* The flow's decision from its blocks' probabilities: the library's running vote (majority of
+ * the block votes, ties to the larger summed probability, or the largest mean probability), the
+ * same the online classifier gives a flow. */
 static uint32_t vote(const float *probs, size_t n, uint32_t classes, int mean, double *confidence)
 {
-    double sum[FLOWPIC_NN_MAX_CLASSES];
-    size_t votes[FLOWPIC_NN_MAX_CLASSES], i;
-    uint32_t c, best = 0;
-    for (c = 0; c < classes; c++) sum[c] = 0, votes[c] = 0;
-    for (i = 0; i < n; i++) {
-        const float *p = probs + i * classes;
-        uint32_t top = 0;
-        for (c = 0; c < classes; c++) {
-            sum[c] += (double)p[c];
-            if (p[c] > p[top]) top = c;
-        }
-        votes[top]++;
-    }
-    for (c = 1; c < classes; c++)
-        if (mean ? sum[c] > sum[best] : votes[c] > votes[best] || (votes[c] == votes[best] && sum[c] > sum[best])) best = c;
-    *confidence = mean ? sum[best] / (double)n : (double)votes[best] / (double)n;
-    return best;
+    uint32_t votes[FLOWPIC_NN_MAX_CLASSES];
+    double sums[FLOWPIC_NN_MAX_CLASSES];
+    size_t i;
+    memset(votes, 0, classes * sizeof *votes);
+    memset(sums, 0, classes * sizeof *sums);
+    for (i = 0; i < n; i++) flowpic_vote_add(votes, sums, probs + i * classes, classes);
+    return flowpic_vote_result(votes, sums, classes, mean ? FLOWPIC_VOTE_MEAN : FLOWPIC_VOTE_MAJORITY, confidence);
 }
 
 static int cmd_classify(int argc, char **argv)
 {
     flowpic_model m;
     flowpic_workspace ws;
-    int first, mean = 0, per_block = 0, status = 0, f;
+    int first, mean = 0, per_block = 0, status = 0, f, follow = 0, stream = 0, streaming_options = 0;
     uint32_t c;
+    flowpic_classifier_config online_config;
+    flowpic_classifier_config_default(&online_config);
     for (first = 1; first < argc && argv[first][0] == '-' && argv[first][1]; first++) {
-        if (!strcmp(argv[first], "--per-block")) per_block = 1;
+        int taken = online_option("classify", &online_config, argc, argv, &first);
+        if (taken < 0) return EXIT_USAGE;
+        if (taken) streaming_options = 1;
+        else if (!strcmp(argv[first], "--per-block")) per_block = 1;
+        else if (!strcmp(argv[first], "--follow")) follow = 1;
+        else if (!strcmp(argv[first], "--stream")) stream = 1;
         else if (!strcmp(argv[first], "--vote") && first + 1 < argc && (!strcmp(argv[first + 1], "mean") || !strcmp(argv[first + 1], "majority")))
             mean = !strcmp(argv[++first], "mean");
         else {
@@ -2060,6 +2487,18 @@ static int cmd_classify(int argc, char **argv)
     }
     if (argc - first < 2) {
         fail_usage("classify", "give a model and at least one capture", 0);
+        return EXIT_USAGE;
+    }
+    if (follow || stream || !strcmp(argv[first + 1], "-")) { /* online: decisions as they come */
+        if (argc - first != 2 || per_block) {
+            fail_usage("classify", "online classification (--follow, --stream, '-') takes one capture and no --per-block", 0);
+            return EXIT_USAGE;
+        }
+        online_config.vote = mean ? FLOWPIC_VOTE_MEAN : FLOWPIC_VOTE_MAJORITY;
+        return classify_stream(argv[first], argv[first + 1], follow, &online_config);
+    }
+    if (streaming_options) {
+        fail_usage("classify", "--early-*, --idle-timeout, --max-flows and --batch need --follow, --stream or '-'", 0);
         return EXIT_USAGE;
     }
     if (!load_model(argv[first], &m)) return EXIT_RUNTIME;
@@ -3308,13 +3747,44 @@ static const command commands[] = {
      "the model does not know are skipped and counted. --json prints one JSON object.\n", 0},
     {"classify", cmd_classify, "the class of every flow of captures",
      "usage: flowpic classify [--vote majority|mean] [--per-block] MODEL FILE...\n"
+     "       flowpic classify [--follow | --stream] [--vote V] [ONLINE OPTIONS] MODEL FILE|-\n"
      "\n"
      "Cuts each capture (pcap or pcapng) the way the model was trained, classifies every block\n"
      "and prints one line per flow that has a block:\n"
      "  proto  src  sport  dst  dport  blocks  label  confidence\n"
      "majority (default): the most frequent block label, ties to the larger summed probability,\n"
      "confidence = its share of the votes; mean: the largest mean probability, confidence = it.\n"
-     "--per-block prints each block with its probabilities instead.\n", 0},
+     "--per-block prints each block with its probabilities instead.\n"
+     "\n"
+     "Online (docs/ONLINE.md): with --follow (a capture still being written, pcap or pcapng, read\n"
+     "like tail -f; a record cut at the end waits for the rest), with '-' (a pipe: tcpdump -w - |\n"
+     "flowpic classify MODEL -) or with --stream (one file, read once), the output is that of live:\n"
+     "one line per decision as it is made. --follow runs until SIGINT / SIGTERM, the others until\n"
+     "the input ends; then open blocks are decided as final. The online options of live apply.\n"
+     "The final and flow lines equal the offline --per-block and flow lines (same blocks, same\n"
+     "network, same vote) when no flow is ended early by --idle-timeout or --max-flows.\n", 0},
+    {"live", cmd_live, "classify the traffic of a network interface as it flows (Linux)",
+     "usage: flowpic live [--interface IF] [--promisc] [ONLINE OPTIONS] MODEL\n"
+     "\n"
+     "Captures with an AF_PACKET socket and a TPACKET_V3 ring (no libpcap; needs root or\n"
+     "CAP_NET_RAW) on IF (default: every interface) and prints one line per decision:\n"
+     "  time  proto  src  sport  dst  dport  block  state  label  confidence\n"
+     "time is the capture time of the decision (s, 9 decimals). state: final (the block's window\n"
+     "closed; confidence = the label's probability), partial (early decision on the open block,\n"
+     "see --early-*), flow (the flow ended: idle, evicted or at the end; block = its final blocks,\n"
+     "label and confidence = the --vote over them). SIGINT / SIGTERM: open blocks become final\n"
+     "decisions, then exit status 0. SIGUSR1: statistics on stderr (also printed at the end):\n"
+     "packets, flows live / peak / total, ended idle, evicted, decisions, batches, kernel drops.\n"
+     "\n"
+     "  --interface IF        capture on IF only                         [all]\n"
+     "  --promisc             promiscuous mode on IF\n"
+     "  --early-packets N     a partial decision every N packets of a flow since its last decision [off]\n"
+     "  --early-after S       a partial decision every S seconds while a block is open [off]\n"
+     "  --idle-timeout S      a flow silent for S seconds ends (its flow line) [never; the model's if set]\n"
+     "  --max-flows N         live flows; a new flow beyond ends the one idle longest [1048576]\n"
+     "  --batch N             blocks classified together (waiting at most until the next\n"
+     "                        100 ms tick)                              [32]\n"
+     "  --vote majority|mean  the label of flow lines                    [majority]\n", 0},
     {"help", cmd_help, "this list, or the usage of one command", "usage: flowpic help [COMMAND]\n", 0},
 };
 
