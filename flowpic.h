@@ -1373,6 +1373,7 @@ FLOWPIC_DEF flowpic_result flowpic_cutter_add(flowpic_cutter *c, const flowpic_p
 FLOWPIC_DEF flowpic_result flowpic_cutter_add_batch(flowpic_cutter *c, const flowpic_packet *p, size_t n)
 {
     uint64_t h[FLOWPIC_BATCH];
+    uint32_t slot_flow[FLOWPIC_BATCH]; /* the flow in the first slot probed + 1, or 0 */
     size_t i, done;
     for (done = 0; done < n; done += i) {
         size_t m = n - done < FLOWPIC_BATCH ? n - done : FLOWPIC_BATCH;
@@ -1387,6 +1388,14 @@ FLOWPIC_DEF flowpic_result flowpic_cutter_add_batch(flowpic_cutter *c, const flo
             if (v) {
                 FLOWPIC_PREFETCH(&ft->flows[(uint32_t)v - 1]);
                 FLOWPIC_PREFETCH(&c->state[(uint32_t)v - 1]);
+            }
+            slot_flow[i] = (uint32_t)v;
+        }
+        for (i = 0; i < m && ft->slots; i++) {
+            if (slot_flow[i]) {
+                const flowpic_cutflow *st = &c->state[slot_flow[i] - 1];
+                FLOWPIC_PREFETCH(st->times + st->n);
+                FLOWPIC_PREFETCH(st->sizes + st->n);
             }
         }
         for (i = 0; i < m; i++) {
@@ -1706,27 +1715,37 @@ FLOWPIC_DEF flowpic_result flowpic_dataset_add_flow(flowpic_dataset *ds, const f
     return FLOWPIC_OK;
 }
 
-/* Appends a block record and room for its n packets; returns the record. */
-static flowpic_result flowpic__ds_append(flowpic_dataset *ds, uint32_t flow, uint16_t label, uint32_t index,
-                                         uint64_t start_ns, uint32_t n, flowpic_ds_block **out)
+/* Appends a block record whose n packets are at packets[first ...]. */
+static flowpic_result flowpic__ds_record(flowpic_dataset *ds, uint32_t flow, uint16_t label, uint32_t index,
+                                         uint64_t start_ns, uint64_t first, uint32_t n)
 {
     flowpic_ds_block *b;
     flowpic_result res;
     if (flow >= ds->n_flows || label >= ds->n_classes || n > FLOWPIC_MAX_BLOCK_PACKETS) return FLOWPIC_ERR_ARG;
     res = flowpic__reserve((void **)&ds->blocks, &ds->cap_blocks, ds->n_blocks + 1, sizeof *ds->blocks);
     if (res != FLOWPIC_OK) return res;
-    res = flowpic__reserve((void **)&ds->packets, &ds->cap_packets, ds->n_packets + n, sizeof *ds->packets);
-    if (res != FLOWPIC_OK) return res;
     b = &ds->blocks[ds->n_blocks++];
     memset(b, 0, sizeof *b);
     b->start_ns = start_ns;
-    b->first = ds->n_packets;
+    b->first = first;
     b->flow = flow;
     b->index = index;
     b->n_packets = n;
     b->label = label;
+    return FLOWPIC_OK;
+}
+
+/* Appends a block record and room for its n packets; returns the record. */
+static flowpic_result flowpic__ds_append(flowpic_dataset *ds, uint32_t flow, uint16_t label, uint32_t index,
+                                         uint64_t start_ns, uint32_t n, flowpic_ds_block **out)
+{
+    flowpic_result res;
+    if (n > FLOWPIC_MAX_BLOCK_PACKETS) return FLOWPIC_ERR_ARG;
+    res = flowpic__reserve((void **)&ds->packets, &ds->cap_packets, ds->n_packets + n, sizeof *ds->packets);
+    if (res == FLOWPIC_OK) res = flowpic__ds_record(ds, flow, label, index, start_ns, ds->n_packets, n);
+    if (res != FLOWPIC_OK) return res;
     ds->n_packets += n;
-    *out = b;
+    *out = &ds->blocks[ds->n_blocks - 1];
     return FLOWPIC_OK;
 }
 
@@ -2622,10 +2641,14 @@ FLOWPIC_DEF size_t flowpic_npy_header(char *header, const char *dtype, const uin
 
 /* ---- extract ----------------------------------------------------------------------------------- */
 
-/* The blocks of one capture, kept until the flows' totals are known. */
+/* The blocks of one capture, kept until the flows' totals are known. Their packets go straight
+ * to the end of the destination's packet array, past ds->n_packets (they are copied once, and
+ * a data set is never held twice); only the block records wait, for the flows' order. */
 typedef struct flowpic__held {
     flowpic_dataset *ds;     /* the destination */
-    flowpic_dataset held;    /* blocks go here first, one flow record per (flow, generation) */
+    flowpic_dataset held;    /* one flow record per (flow, generation); block records, whose
+                                `first` indexes ds->packets */
+    size_t n_packets;        /* packets held at ds->packets[ds->n_packets ...] */
     size_t *flow_of;         /* held flow -> cutter flow */
     size_t cap_flow_of;
     uint32_t *held_of;       /* cutter flow -> its latest held flow, or UINT32_MAX */
@@ -2652,13 +2675,30 @@ static flowpic_result flowpic__held_flow(flowpic__held *h, const flowpic_block *
     return FLOWPIC_OK;
 }
 
+static flowpic_result flowpic__hold_packets(flowpic__held *h, const flowpic_block *b, uint64_t *first)
+{
+    flowpic_dataset *ds = h->ds;
+    size_t at = ds->n_packets + h->n_packets;
+    flowpic_result res = flowpic__reserve((void **)&ds->packets, &ds->cap_packets, at + b->n_packets,
+                                          sizeof *ds->packets);
+    if (res != FLOWPIC_OK) return res;
+    if (b->n_packets) memcpy(ds->packets + at, b->packets, (size_t)b->n_packets * sizeof *b->packets);
+    h->n_packets += b->n_packets;
+    *first = at;
+    return FLOWPIC_OK;
+}
+
 static void flowpic__hold_block(void *user, const flowpic_block *b)
 {
     flowpic__held *h = (flowpic__held *)user;
     uint32_t id;
+    uint64_t first = 0;
     if (h->error != FLOWPIC_OK) return;
     h->error = flowpic__held_flow(h, b, &id);
-    if (h->error == FLOWPIC_OK) h->error = flowpic_dataset_add_block(&h->held, id, 0, b);
+    if (h->error == FLOWPIC_OK && b->n_packets > FLOWPIC_MAX_BLOCK_PACKETS) h->error = FLOWPIC_ERR_ARG;
+    if (h->error == FLOWPIC_OK) h->error = flowpic__hold_packets(h, b, &first);
+    if (h->error == FLOWPIC_OK)
+        h->error = flowpic__ds_record(&h->held, id, 0, b->index, b->start_ns, first, b->n_packets);
 }
 
 /* A held flow's place in the output: by the cutter's first-seen order, then generation. */
@@ -2683,20 +2723,42 @@ static int flowpic__cmp_held(const void *a, const void *b)
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-/* Moves the held blocks of the flows label() names into h->ds, flows in first-seen order. */
+/* The flows label() names become flows of h->ds, in rank order: ds_flow[rank] (UINT32_MAX for
+ * a flow left out) and its class. */
+static flowpic_result flowpic__release_flows(flowpic__held *h, const flowpic_cutter *c, const flowpic__flow_rank *ranks,
+                                             uint32_t source, flowpic_label_fn label, void *user, uint32_t *ds_flow,
+                                             uint16_t *class_id)
+{
+    size_t i;
+    for (i = 0; i < h->held.n_flows; i++) {
+        const char *name = label ? label(user, &c->flows.flows[ranks[i].cutter_flow]) : "unlabelled";
+        flowpic_result res = FLOWPIC_OK;
+        ds_flow[i] = UINT32_MAX;
+        if (name) res = flowpic_dataset_class(h->ds, name, &class_id[i]);
+        if (name && res == FLOWPIC_OK)
+            res = flowpic_dataset_add_flow(h->ds, &h->held.flows[ranks[i].held].key, source, ranks[i].generation,
+                                           &ds_flow[i]);
+        if (res != FLOWPIC_OK) return res;
+    }
+    return FLOWPIC_OK;
+}
+
+/* Adds the held blocks of the flows label() names to h->ds, flows in first-seen order. Their
+ * packets are already in ds->packets: those of flows left out are squeezed out, in place. */
 static flowpic_result flowpic__release(flowpic__held *h, const flowpic_cutter *c, uint32_t source,
                                        flowpic_label_fn label, void *user)
 {
     flowpic_dataset *ds = h->ds;
     flowpic__flow_rank *ranks;
-    uint32_t *rank_of, ds_flow = 0, last = UINT32_MAX;
-    uint16_t class_id = 0;
-    size_t i, n = h->held.n_flows ? h->held.n_flows : 1;
-    int keep = 0;
+    uint32_t *rank_of, *ds_flow;
+    uint16_t *class_id;
+    size_t i, n = h->held.n_flows ? h->held.n_flows : 1, kept = ds->n_packets, kept_blocks = 0;
     flowpic_result res = FLOWPIC_OK;
     ranks = (flowpic__flow_rank *)FLOWPIC_MALLOC(n * sizeof *ranks);
     rank_of = (uint32_t *)FLOWPIC_MALLOC(n * sizeof *rank_of);
-    if (!ranks || !rank_of) res = FLOWPIC_ERR_NOMEM;
+    ds_flow = (uint32_t *)FLOWPIC_MALLOC(n * sizeof *ds_flow);
+    class_id = (uint16_t *)FLOWPIC_MALLOC(n * sizeof *class_id);
+    if (!ranks || !rank_of || !ds_flow || !class_id) res = FLOWPIC_ERR_NOMEM;
     for (i = 0; res == FLOWPIC_OK && i < h->held.n_flows; i++) {
         ranks[i].cutter_flow = h->flow_of[i];
         ranks[i].generation = h->held.flows[i].generation;
@@ -2705,31 +2767,32 @@ static flowpic_result flowpic__release(flowpic__held *h, const flowpic_cutter *c
     if (res == FLOWPIC_OK) {
         qsort(ranks, h->held.n_flows, sizeof *ranks, flowpic__cmp_rank);
         for (i = 0; i < h->held.n_flows; i++) rank_of[ranks[i].held] = (uint32_t)i;
-        for (i = 0; i < h->held.n_blocks; i++) h->held.blocks[i].flow = rank_of[h->held.blocks[i].flow];
-        qsort(h->held.blocks, h->held.n_blocks, sizeof *h->held.blocks, flowpic__cmp_held);
+        res = flowpic__release_flows(h, c, ranks, source, label, user, ds_flow, class_id);
     }
-    for (i = 0; i < h->held.n_blocks && res == FLOWPIC_OK; i++) {
+    for (i = 0; res == FLOWPIC_OK && i < h->held.n_blocks; i++) { /* in the order the packets came */
+        flowpic_ds_block *b = &h->held.blocks[i];
+        b->flow = rank_of[b->flow];
+        if (ds_flow[b->flow] == UINT32_MAX) continue;
+        if (b->first != kept && b->n_packets)
+            memmove(ds->packets + kept, ds->packets + b->first, (size_t)b->n_packets * sizeof *ds->packets);
+        b->first = kept;
+        kept += b->n_packets;
+        kept_blocks++;
+    }
+    if (res == FLOWPIC_OK) /* room first, so that no block is half added */
+        res = flowpic__reserve((void **)&ds->blocks, &ds->cap_blocks, ds->n_blocks + kept_blocks, sizeof *ds->blocks);
+    if (res == FLOWPIC_OK) qsort(h->held.blocks, h->held.n_blocks, sizeof *h->held.blocks, flowpic__cmp_held);
+    for (i = 0; res == FLOWPIC_OK && i < h->held.n_blocks; i++) {
         const flowpic_ds_block *b = &h->held.blocks[i];
-        const flowpic__flow_rank *fr = &ranks[b->flow];
-        flowpic_block blk;
-        if (b->flow != last) {
-            const char *name = label ? label(user, &c->flows.flows[fr->cutter_flow]) : "unlabelled";
-            last = b->flow;
-            keep = name != 0;
-            if (keep) res = flowpic_dataset_class(ds, name, &class_id);
-            if (keep && res == FLOWPIC_OK)
-                res = flowpic_dataset_add_flow(ds, &h->held.flows[fr->held].key, source, fr->generation, &ds_flow);
-        }
-        if (!keep || res != FLOWPIC_OK) continue;
-        memset(&blk, 0, sizeof blk);
-        blk.index = b->index;
-        blk.start_ns = b->start_ns;
-        blk.n_packets = b->n_packets;
-        blk.packets = h->held.packets + b->first;
-        res = flowpic_dataset_add_block(ds, ds_flow, class_id, &blk);
+        if (ds_flow[b->flow] != UINT32_MAX)
+            res = flowpic__ds_record(ds, ds_flow[b->flow], class_id[b->flow], b->index, b->start_ns, b->first,
+                                     b->n_packets);
     }
+    if (res == FLOWPIC_OK) ds->n_packets = kept;
     FLOWPIC_FREE(ranks);
     FLOWPIC_FREE(rank_of);
+    FLOWPIC_FREE(ds_flow);
+    FLOWPIC_FREE(class_id);
     return res;
 }
 

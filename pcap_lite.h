@@ -656,10 +656,24 @@ static pcapl_result pcapl__pcap_header(pcapl_reader *r, uint32_t magic_le)
     return PCAPL_OK;
 }
 
+static uint32_t pcapl__swap32(uint32_t v)
+{
+    return v >> 24 | (v >> 8 & 0xFF00u) | (v << 8 & 0xFF0000u) | v << 24;
+}
+
+/* The four words of a record header (seconds, fraction, caplen, origlen), swapped once for the
+ * whole header rather than tested field by field: this runs for every record. */
+static void pcapl__record_words(const pcapl_reader *r, const uint8_t *h, uint32_t w[4])
+{
+    int i;
+    for (i = 0; i < 4; i++) w[i] = pcapl__le32(h + 4 * i);
+    if (r->swapped)
+        for (i = 0; i < 4; i++) w[i] = pcapl__swap32(w[i]);
+}
+
 static pcapl_result pcapl__pcap_next(pcapl_reader *r, pcapl_packet *pkt)
 {
-    const uint8_t *h;
-    uint32_t caplen;
+    uint32_t caplen, w[4];
     uint64_t offset = pcapl__offset(r), record = r->records + 1;
     int got = pcapl__fill(r, 16);
     if (got < 0) return r->error.code;
@@ -668,7 +682,8 @@ static pcapl_result pcapl__pcap_next(pcapl_reader *r, pcapl_packet *pkt)
         return pcapl__fail(r, PCAPL_ERR_TRUNCATED, record, offset,
                            "truncated record header: %u of 16 bytes", r->end - r->pos, 0);
     }
-    caplen = pcapl__u32(r, r->data + r->pos + 8);
+    pcapl__record_words(r, r->data + r->pos, w);
+    caplen = w[2];
     if (caplen > PCAPL_MAX_CAPLEN)
         return pcapl__fail(r, PCAPL_ERR_CAPLEN, record, offset,
                            "capture length %u exceeds the limit of %u", caplen, PCAPL_MAX_CAPLEN);
@@ -677,14 +692,13 @@ static pcapl_result pcapl__pcap_next(pcapl_reader *r, pcapl_packet *pkt)
     if (!got)
         return pcapl__fail(r, PCAPL_ERR_TRUNCATED, record, offset, "truncated record: %u of %u bytes",
                            r->end - r->pos, 16u + (uint64_t)caplen);
-    h = r->data + r->pos;
-    pkt->ts_ns = (uint64_t)pcapl__u32(r, h) * 1000000000u + (uint64_t)pcapl__u32(r, h + 4) * r->ts_mult;
+    pkt->ts_ns = (uint64_t)w[0] * 1000000000u + (uint64_t)w[1] * r->ts_mult;
     pkt->caplen = caplen;
-    pkt->origlen = pcapl__u32(r, h + 12);
+    pkt->origlen = w[3];
     pkt->interface = 0;
     pkt->linktype = r->linktype;
     pkt->flags = 0;
-    pkt->data = h + 16;
+    pkt->data = r->data + r->pos + 16;
     pkt->record = record;
     pkt->offset = offset;
     pcapl__consume(r, 16u + (size_t)caplen);
