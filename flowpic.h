@@ -1392,8 +1392,8 @@ FLOWPIC_DEF flowpic_result flowpic_cutter_add_batch(flowpic_cutter *c, const flo
             slot_flow[i] = (uint32_t)v;
         }
         for (i = 0; i < m && ft->slots; i++) {
-            if (slot_flow[i]) {
-                const flowpic_cutflow *st = &c->state[slot_flow[i] - 1];
+            const flowpic_cutflow *st = slot_flow[i] ? &c->state[slot_flow[i] - 1] : 0;
+            if (st && st->times) { /* none yet: nothing to prefetch (and no arithmetic on NULL) */
                 FLOWPIC_PREFETCH(st->times + st->n);
                 FLOWPIC_PREFETCH(st->sizes + st->n);
             }
