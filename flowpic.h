@@ -268,6 +268,10 @@ FLOWPIC_DEF flowpic_result flowpic_cutter_init(flowpic_cutter *c, const flowpic_
                                                flowpic_block_fn emit, void *user);
 /* Feeds one packet; blocks whose window closes are emitted (state FINAL) before it returns. */
 FLOWPIC_DEF flowpic_result flowpic_cutter_add(flowpic_cutter *c, const flowpic_packet *p);
+/* Feeds p[0 .. n) as n calls of flowpic_cutter_add would (same blocks, same order; stops at the
+ * first error), faster: up to FLOWPIC_BATCH flow lookups at a time overlap their cache misses. */
+#define FLOWPIC_BATCH 32
+FLOWPIC_DEF flowpic_result flowpic_cutter_add_batch(flowpic_cutter *c, const flowpic_packet *p, size_t n);
 /* Emits every remaining block (FINAL), flow after flow in first-seen order. */
 FLOWPIC_DEF flowpic_result flowpic_cutter_flush(flowpic_cutter *c);
 /* The oldest open window of a live flow as it is now (COLLECTING or PARTIAL), without closing
@@ -1052,6 +1056,12 @@ FLOWPIC_DEF const char *flowpic_decision_state_name(flowpic_decision_state state
 #else
 #define FLOWPIC_RESTRICT restrict
 #endif
+/* A hint that memory will be read soon (no effect on results; nothing where unsupported). */
+#if defined(__GNUC__) || defined(__clang__)
+#define FLOWPIC_PREFETCH(addr) __builtin_prefetch(addr)
+#else
+#define FLOWPIC_PREFETCH(addr) ((void)0)
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -1192,10 +1202,10 @@ static flowpic_result flowpic__rehash(flowpic_flowtable *ft)
     return FLOWPIC_OK;
 }
 
-FLOWPIC_DEF flowpic_result flowpic_flowtable_add(flowpic_flowtable *ft, const flowpic_packet *p,
-                                                 size_t *flow_index)
+/* flowpic_flowtable_add with the key's hash already computed. */
+static flowpic_result flowpic__flowtable_add_hashed(flowpic_flowtable *ft, const flowpic_packet *p, uint64_t h,
+                                                    size_t *flow_index)
 {
-    uint64_t h = flowpic__key_hash(&p->key);
     size_t slot = 0, idx = flowpic__find(ft, &p->key, h, &slot);
     flowpic_flow *f;
     if (idx == (size_t)-1 && ft->bidirectional) {
@@ -1278,6 +1288,12 @@ FLOWPIC_DEF void flowpic_flowtable_remove(flowpic_flowtable *ft, size_t flow)
         ft->slots[s] = (ft->slots[s] & 0xFFFFFFFF00000000u) | (uint64_t)(flow + 1);
     }
     ft->count = last;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_flowtable_add(flowpic_flowtable *ft, const flowpic_packet *p,
+                                                 size_t *flow_index)
+{
+    return flowpic__flowtable_add_hashed(ft, p, flowpic__key_hash(&p->key), flow_index);
 }
 
 /* ---- blocks: configuration -------------------------------------------------------------------- */
@@ -1527,19 +1543,21 @@ static void flowpic__restart_flow(flowpic_cutflow *st)
     st->n = 0;
 }
 
-/* Counts p in the flow table and returns its flow's index, growing the state array with it. */
-static flowpic_result flowpic__cutter_track(flowpic_cutter *c, const flowpic_packet *p, size_t *idx)
+/* Counts p (key hash h) in the flow table and returns its flow's index, growing the state array
+ * with it. */
+static flowpic_result flowpic__cutter_track(flowpic_cutter *c, const flowpic_packet *p, uint64_t h, size_t *idx)
 {
     size_t before = c->flows.count;
     flowpic_result res = flowpic__reserve((void **)&c->state, &c->state_cap, before + 1, sizeof *c->state);
     if (res != FLOWPIC_OK) return res;
-    res = flowpic_flowtable_add(&c->flows, p, idx);
+    res = flowpic__flowtable_add_hashed(&c->flows, p, h, idx);
     if (res != FLOWPIC_OK) return res;
     if (c->flows.count > before) memset(&c->state[*idx], 0, sizeof *c->state);
     return FLOWPIC_OK;
 }
 
-FLOWPIC_DEF flowpic_result flowpic_cutter_add(flowpic_cutter *c, const flowpic_packet *p)
+/* flowpic_cutter_add with the key's hash already computed. */
+static flowpic_result flowpic__cutter_add_hashed(flowpic_cutter *c, const flowpic_packet *p, uint64_t h)
 {
     const flowpic_block_config *cfg = &c->config;
     flowpic_cutflow *st;
@@ -1551,7 +1569,7 @@ FLOWPIC_DEF flowpic_result flowpic_cutter_add(flowpic_cutter *c, const flowpic_p
         c->packets_skipped++;
         return FLOWPIC_OK;
     }
-    res = flowpic__cutter_track(c, p, &idx);
+    res = flowpic__cutter_track(c, p, h, &idx);
     if (res != FLOWPIC_OK) return res;
     st = &c->state[idx];
     if (cfg->preset != FLOWPIC_PRESET_ORIGINAL && size > cfg->max_size) {
@@ -1586,6 +1604,50 @@ FLOWPIC_DEF flowpic_result flowpic_cutter_add(flowpic_cutter *c, const flowpic_p
         if (res != FLOWPIC_OK || st->done) return res;
     }
     return flowpic__cutflow_push(st, rel, size);
+}
+
+FLOWPIC_DEF flowpic_result flowpic_cutter_add(flowpic_cutter *c, const flowpic_packet *p)
+{
+    return flowpic__cutter_add_hashed(c, p, flowpic__key_hash(&p->key));
+}
+
+/* The flow lookups of a batch are started together: each one's slot, then each one's flow and
+ * cutter state, are prefetched before the first packet is counted. With thousands of live flows
+ * those lines are cache misses, and overlapping them is most of the gain over one call a packet. */
+FLOWPIC_DEF flowpic_result flowpic_cutter_add_batch(flowpic_cutter *c, const flowpic_packet *p, size_t n)
+{
+    uint64_t h[FLOWPIC_BATCH];
+    uint32_t slot_flow[FLOWPIC_BATCH]; /* the flow in the first slot probed + 1, or 0 */
+    size_t i, done;
+    for (done = 0; done < n; done += i) {
+        size_t m = n - done < FLOWPIC_BATCH ? n - done : FLOWPIC_BATCH;
+        const flowpic_packet *q = p + done;
+        const flowpic_flowtable *ft = &c->flows;
+        for (i = 0; i < m; i++) {
+            h[i] = flowpic__key_hash(&q[i].key);
+            if (ft->slots) FLOWPIC_PREFETCH(&ft->slots[(size_t)h[i] & ft->slot_mask]);
+        }
+        for (i = 0; i < m && ft->slots; i++) {
+            uint64_t v = ft->slots[(size_t)h[i] & ft->slot_mask];
+            if (v) {
+                FLOWPIC_PREFETCH(&ft->flows[(uint32_t)v - 1]);
+                FLOWPIC_PREFETCH(&c->state[(uint32_t)v - 1]);
+            }
+            slot_flow[i] = (uint32_t)v;
+        }
+        for (i = 0; i < m && ft->slots; i++) {
+            const flowpic_cutflow *st = slot_flow[i] ? &c->state[slot_flow[i] - 1] : 0;
+            if (st && st->times) { /* none yet: nothing to prefetch (and no arithmetic on NULL) */
+                FLOWPIC_PREFETCH(st->times + st->n);
+                FLOWPIC_PREFETCH(st->sizes + st->n);
+            }
+        }
+        for (i = 0; i < m; i++) {
+            flowpic_result res = flowpic__cutter_add_hashed(c, &q[i], h[i]);
+            if (res != FLOWPIC_OK) return res;
+        }
+    }
+    return FLOWPIC_OK;
 }
 
 FLOWPIC_DEF flowpic_result flowpic_cutter_flush(flowpic_cutter *c)
@@ -1815,10 +1877,31 @@ static const uint32_t flowpic__crc_table[256] = {
     0xb40bbe37u, 0xc30c8ea1u, 0x5a05df1bu, 0x2d02ef8du
 };
 
+/* From this size on, eight bytes a step ("slicing by 8") with seven more tables derived from
+ * the first on the stack (about 2 us): several times as fast on data sets of megabytes. */
+#define FLOWPIC__CRC_SLICE_MIN 16384u
+
+static void flowpic__crc_slice_tables(uint32_t t[8][256])
+{
+    int k, i;
+    memcpy(t[0], flowpic__crc_table, sizeof t[0]);
+    for (k = 1; k < 8; k++)
+        for (i = 0; i < 256; i++) t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xFFu];
+}
+
 FLOWPIC_DEF uint32_t flowpic_crc32(uint32_t crc, const void *data, size_t size)
 {
     const uint8_t *p = (const uint8_t *)data;
     crc = ~crc;
+    if (size >= FLOWPIC__CRC_SLICE_MIN) {
+        uint32_t t[8][256];
+        flowpic__crc_slice_tables(t);
+        for (; size >= 8; size -= 8, p += 8) {
+            uint32_t a = crc ^ pcapl__le32(p), b = pcapl__le32(p + 4);
+            crc = t[7][a & 0xFFu] ^ t[6][(a >> 8) & 0xFFu] ^ t[5][(a >> 16) & 0xFFu] ^ t[4][a >> 24] ^
+                  t[3][b & 0xFFu] ^ t[2][(b >> 8) & 0xFFu] ^ t[1][(b >> 16) & 0xFFu] ^ t[0][b >> 24];
+        }
+    }
     while (size--) crc = flowpic__crc_table[(crc ^ *p++) & 0xFFu] ^ (crc >> 8);
     return ~crc;
 }
@@ -1901,27 +1984,37 @@ FLOWPIC_DEF flowpic_result flowpic_dataset_add_flow(flowpic_dataset *ds, const f
     return FLOWPIC_OK;
 }
 
-/* Appends a block record and room for its n packets; returns the record. */
-static flowpic_result flowpic__ds_append(flowpic_dataset *ds, uint32_t flow, uint16_t label, uint32_t index,
-                                         uint64_t start_ns, uint32_t n, flowpic_ds_block **out)
+/* Appends a block record whose n packets are at packets[first ...]. */
+static flowpic_result flowpic__ds_record(flowpic_dataset *ds, uint32_t flow, uint16_t label, uint32_t index,
+                                         uint64_t start_ns, uint64_t first, uint32_t n)
 {
     flowpic_ds_block *b;
     flowpic_result res;
     if (flow >= ds->n_flows || label >= ds->n_classes || n > FLOWPIC_MAX_BLOCK_PACKETS) return FLOWPIC_ERR_ARG;
     res = flowpic__reserve((void **)&ds->blocks, &ds->cap_blocks, ds->n_blocks + 1, sizeof *ds->blocks);
     if (res != FLOWPIC_OK) return res;
-    res = flowpic__reserve((void **)&ds->packets, &ds->cap_packets, ds->n_packets + n, sizeof *ds->packets);
-    if (res != FLOWPIC_OK) return res;
     b = &ds->blocks[ds->n_blocks++];
     memset(b, 0, sizeof *b);
     b->start_ns = start_ns;
-    b->first = ds->n_packets;
+    b->first = first;
     b->flow = flow;
     b->index = index;
     b->n_packets = n;
     b->label = label;
+    return FLOWPIC_OK;
+}
+
+/* Appends a block record and room for its n packets; returns the record. */
+static flowpic_result flowpic__ds_append(flowpic_dataset *ds, uint32_t flow, uint16_t label, uint32_t index,
+                                         uint64_t start_ns, uint32_t n, flowpic_ds_block **out)
+{
+    flowpic_result res;
+    if (n > FLOWPIC_MAX_BLOCK_PACKETS) return FLOWPIC_ERR_ARG;
+    res = flowpic__reserve((void **)&ds->packets, &ds->cap_packets, ds->n_packets + n, sizeof *ds->packets);
+    if (res == FLOWPIC_OK) res = flowpic__ds_record(ds, flow, label, index, start_ns, ds->n_packets, n);
+    if (res != FLOWPIC_OK) return res;
     ds->n_packets += n;
-    *out = b;
+    *out = &ds->blocks[ds->n_blocks - 1];
     return FLOWPIC_OK;
 }
 
@@ -2059,89 +2152,156 @@ static uint8_t *flowpic__w_name(uint8_t *w, const char *s)
     return w + n;
 }
 
-/* A block's packets: zigzag varint of the offset delta, varint of the size. With w == NULL,
- * only their encoded length. */
-static size_t flowpic__encode_packets(uint8_t *w, const flowpic_pkt *p, uint32_t n)
+/* The encoded length of a block's packets: zigzag varint of each offset delta, varint of each size. */
+static size_t flowpic__packets_len(const flowpic_pkt *p, uint32_t n)
 {
     uint64_t prev = 0;
     size_t len = 0;
     uint32_t i;
     for (i = 0; i < n; i++) {
-        uint64_t off = FLOWPIC_PKT_OFFSET(p[i]), delta = flowpic__zigzag((int64_t)(off - prev));
-        if (w) {
-            uint8_t *end = flowpic__w_varint(flowpic__w_varint(w + len, delta), FLOWPIC_PKT_SIZE(p[i]));
-            len = (size_t)(end - w);
-        } else {
-            len += flowpic__varint_len(delta) + flowpic__varint_len(FLOWPIC_PKT_SIZE(p[i]));
-        }
+        uint64_t off = FLOWPIC_PKT_OFFSET(p[i]);
+        len += flowpic__varint_len(flowpic__zigzag((int64_t)(off - prev))) + flowpic__varint_len(FLOWPIC_PKT_SIZE(p[i]));
         prev = off;
     }
     return len;
 }
 
-FLOWPIC_DEF flowpic_result flowpic_dataset_to_memory(const flowpic_dataset *ds, uint8_t **data, size_t *size)
+/* Where an encoded file goes: buf[0 .. len), handed to sink (when there is one) each time it
+ * fills, so a large data set streams to its file through a small buffer; without a sink, buf is
+ * the whole output, sized beforehand. crc covers the bytes before buf + crc_pos. */
+typedef flowpic_result (*flowpic__sink_fn)(void *user, const uint8_t *data, size_t n);
+typedef struct flowpic__writer {
+    uint8_t *buf;
+    size_t len, cap, crc_pos;
+    uint32_t crc;
+    flowpic__sink_fn sink;
+    void *user;
+    flowpic_result res; /* the sink's first failure */
+} flowpic__writer;
+
+#define FLOWPIC__WRITER_CHUNK 65536u /* more than the largest record (a name: 2 + FLOWPIC_MAX_NAME) */
+
+static void flowpic__wr_pass(flowpic__writer *w)
+{
+    w->crc = flowpic_crc32(w->crc, w->buf + w->crc_pos, w->len - w->crc_pos);
+    w->crc_pos = w->len;
+    if (!w->sink) return;
+    if (w->res == FLOWPIC_OK && w->len) w->res = w->sink(w->user, w->buf, w->len);
+    w->len = w->crc_pos = 0;
+}
+
+/* Where to write at most n more bytes (n <= the chunk); set w->len past them with
+ * flowpic__wr_end. Without a sink the buffer was sized to the exact total beforehand. */
+static uint8_t *flowpic__wr_room(flowpic__writer *w, size_t n)
+{
+    if (w->sink && w->cap - w->len < n) flowpic__wr_pass(w);
+    return w->buf + w->len;
+}
+
+static void flowpic__wr_end(flowpic__writer *w, const uint8_t *end) { w->len = (size_t)(end - w->buf); }
+
+static void flowpic__wr_packets(flowpic__writer *w, const flowpic_pkt *p, uint32_t n)
+{
+    uint64_t prev = 0;
+    uint32_t i;
+    for (i = 0; i < n; i++) {
+        uint64_t off = FLOWPIC_PKT_OFFSET(p[i]);
+        uint8_t *o = flowpic__wr_room(w, 20); /* two varints of at most 10 bytes */
+        flowpic__wr_end(w, flowpic__w_varint(flowpic__w_varint(o, flowpic__zigzag((int64_t)(off - prev))),
+                                             FLOWPIC_PKT_SIZE(p[i])));
+        prev = off;
+    }
+}
+
+/* The whole file (docs/DATASET.md) into w, its CRC last; bytes[i] is block i's encoded length. */
+static void flowpic__encode_dataset(const flowpic_dataset *ds, const size_t *bytes, flowpic__writer *w)
 {
     const flowpic_block_config *c = &ds->config;
-    size_t i, total = FLOWPIC__DS_HEADER + 4, *bytes;
-    uint8_t *out, *w;
-    bytes = (size_t *)FLOWPIC_MALLOC((ds->n_blocks ? ds->n_blocks : 1) * sizeof *bytes);
-    if (!bytes) return FLOWPIC_ERR_NOMEM;
-    for (i = 0; i < ds->n_classes; i++) total += 2 + strlen(ds->classes[i]);
-    for (i = 0; i < ds->n_sources; i++) total += 2 + strlen(ds->sources[i]);
-    total += ds->n_flows * FLOWPIC__DS_FLOW + ds->n_blocks * FLOWPIC__DS_BLOCK;
-    for (i = 0; i < ds->n_blocks; i++) {
-        bytes[i] = flowpic__encode_packets(0, ds->packets + ds->blocks[i].first, ds->blocks[i].n_packets);
-        total += bytes[i];
-    }
-    out = (uint8_t *)FLOWPIC_MALLOC(total);
-    if (!out) {
-        FLOWPIC_FREE(bytes);
-        return FLOWPIC_ERR_NOMEM;
-    }
-    memcpy(out, "FPDS", 4);
-    w = flowpic__w_le(out + 4, 1, 4);
-    w = flowpic__w_le(w, (uint64_t)c->preset | (uint64_t)c->size_policy << 8 | (uint64_t)(c->bidirectional != 0) << 16, 4);
-    w = flowpic__w_le(w, c->min_packets, 4);
-    w = flowpic__w_le(w, c->max_size, 4);
-    w = flowpic__w_le(w, 0, 4);
-    w = flowpic__w_le(w, c->block_ns, 8);
-    w = flowpic__w_le(w, c->step_ns, 8);
-    w = flowpic__w_le(w, c->idle_timeout_ns, 8);
-    w = flowpic__w_le(w, ds->n_classes, 4);
-    w = flowpic__w_le(w, ds->n_sources, 4);
-    w = flowpic__w_le(w, ds->n_flows, 8);
-    w = flowpic__w_le(w, ds->n_blocks, 8);
-    w = flowpic__w_le(w, ds->n_packets, 8);
-    for (i = 0; i < ds->n_classes; i++) w = flowpic__w_name(w, ds->classes[i]);
-    for (i = 0; i < ds->n_sources; i++) w = flowpic__w_name(w, ds->sources[i]);
+    size_t i;
+    uint8_t *o = flowpic__wr_room(w, FLOWPIC__DS_HEADER);
+    memcpy(o, "FPDS", 4);
+    o = flowpic__w_le(o + 4, 1, 4);
+    o = flowpic__w_le(o, (uint64_t)c->preset | (uint64_t)c->size_policy << 8 | (uint64_t)(c->bidirectional != 0) << 16, 4);
+    o = flowpic__w_le(o, c->min_packets, 4);
+    o = flowpic__w_le(o, c->max_size, 4);
+    o = flowpic__w_le(o, 0, 4);
+    o = flowpic__w_le(o, c->block_ns, 8);
+    o = flowpic__w_le(o, c->step_ns, 8);
+    o = flowpic__w_le(o, c->idle_timeout_ns, 8);
+    o = flowpic__w_le(o, ds->n_classes, 4);
+    o = flowpic__w_le(o, ds->n_sources, 4);
+    o = flowpic__w_le(o, ds->n_flows, 8);
+    o = flowpic__w_le(o, ds->n_blocks, 8);
+    flowpic__wr_end(w, flowpic__w_le(o, ds->n_packets, 8));
+    for (i = 0; i < ds->n_classes; i++)
+        flowpic__wr_end(w, flowpic__w_name(flowpic__wr_room(w, 2 + strlen(ds->classes[i])), ds->classes[i]));
+    for (i = 0; i < ds->n_sources; i++)
+        flowpic__wr_end(w, flowpic__w_name(flowpic__wr_room(w, 2 + strlen(ds->sources[i])), ds->sources[i]));
     for (i = 0; i < ds->n_flows; i++) {
         const flowpic_ds_flow *f = &ds->flows[i];
-        memcpy(w, f->key.src, 16);
-        memcpy(w + 16, f->key.dst, 16);
-        w = flowpic__w_le(w + 32, f->key.sport, 2);
-        w = flowpic__w_le(w, f->key.dport, 2);
-        w = flowpic__w_le(w, f->key.proto, 1);
-        w = flowpic__w_le(w, f->key.ip_version, 1);
-        w = flowpic__w_le(w, 0, 2);
-        w = flowpic__w_le(w, f->source, 4);
-        w = flowpic__w_le(w, f->generation, 4);
+        o = flowpic__wr_room(w, FLOWPIC__DS_FLOW);
+        memcpy(o, f->key.src, 16);
+        memcpy(o + 16, f->key.dst, 16);
+        o = flowpic__w_le(o + 32, f->key.sport, 2);
+        o = flowpic__w_le(o, f->key.dport, 2);
+        o = flowpic__w_le(o, f->key.proto, 1);
+        o = flowpic__w_le(o, f->key.ip_version, 1);
+        o = flowpic__w_le(o, 0, 2);
+        o = flowpic__w_le(o, f->source, 4);
+        flowpic__wr_end(w, flowpic__w_le(o, f->generation, 4));
     }
     for (i = 0; i < ds->n_blocks; i++) {
         const flowpic_ds_block *b = &ds->blocks[i];
-        w = flowpic__w_le(w, b->flow, 4);
-        w = flowpic__w_le(w, b->label, 2);
-        w = flowpic__w_le(w, 0, 2);
-        w = flowpic__w_le(w, b->index, 4);
-        w = flowpic__w_le(w, b->n_packets, 4);
-        w = flowpic__w_le(w, b->start_ns, 8);
-        w = flowpic__w_le(w, bytes[i], 8);
+        o = flowpic__wr_room(w, FLOWPIC__DS_BLOCK);
+        o = flowpic__w_le(o, b->flow, 4);
+        o = flowpic__w_le(o, b->label, 2);
+        o = flowpic__w_le(o, 0, 2);
+        o = flowpic__w_le(o, b->index, 4);
+        o = flowpic__w_le(o, b->n_packets, 4);
+        o = flowpic__w_le(o, b->start_ns, 8);
+        flowpic__wr_end(w, flowpic__w_le(o, bytes[i], 8));
     }
     for (i = 0; i < ds->n_blocks; i++)
-        w += flowpic__encode_packets(w, ds->packets + ds->blocks[i].first, ds->blocks[i].n_packets);
-    w = flowpic__w_le(w, flowpic_crc32(0, out, (size_t)(w - out)), 4);
-    FLOWPIC_ASSERT((size_t)(w - out) == total);
+        flowpic__wr_packets(w, ds->packets + ds->blocks[i].first, ds->blocks[i].n_packets);
+    flowpic__wr_pass(w);
+    flowpic__wr_end(w, flowpic__w_le(flowpic__wr_room(w, 4), w->crc, 4));
+    flowpic__wr_pass(w);
+}
+
+/* The encoded length of every block's packets (bytes[n_blocks], malloc'd) and of the file. */
+static flowpic_result flowpic__dataset_layout(const flowpic_dataset *ds, size_t **bytes, size_t *total)
+{
+    size_t i, t = FLOWPIC__DS_HEADER + 4;
+    *bytes = (size_t *)FLOWPIC_MALLOC((ds->n_blocks ? ds->n_blocks : 1) * sizeof **bytes);
+    if (!*bytes) return FLOWPIC_ERR_NOMEM;
+    for (i = 0; i < ds->n_classes; i++) t += 2 + strlen(ds->classes[i]);
+    for (i = 0; i < ds->n_sources; i++) t += 2 + strlen(ds->sources[i]);
+    t += ds->n_flows * FLOWPIC__DS_FLOW + ds->n_blocks * FLOWPIC__DS_BLOCK;
+    for (i = 0; i < ds->n_blocks; i++) {
+        (*bytes)[i] = flowpic__packets_len(ds->packets + ds->blocks[i].first, ds->blocks[i].n_packets);
+        t += (*bytes)[i];
+    }
+    *total = t;
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_dataset_to_memory(const flowpic_dataset *ds, uint8_t **data, size_t *size)
+{
+    flowpic__writer w;
+    size_t *bytes, total;
+    flowpic_result res = flowpic__dataset_layout(ds, &bytes, &total);
+    if (res != FLOWPIC_OK) return res;
+    memset(&w, 0, sizeof w);
+    w.buf = (uint8_t *)FLOWPIC_MALLOC(total);
+    if (!w.buf) {
+        FLOWPIC_FREE(bytes);
+        return FLOWPIC_ERR_NOMEM;
+    }
+    w.cap = total;
+    flowpic__encode_dataset(ds, bytes, &w);
+    FLOWPIC_ASSERT(w.len == total);
     FLOWPIC_FREE(bytes);
-    *data = out;
+    *data = w.buf;
     *size = total;
     return FLOWPIC_OK;
 }
@@ -2497,26 +2657,29 @@ FLOWPIC_DEF flowpic_result flowpic_read_file(const char *path, uint64_t max, uin
     return FLOWPIC_OK;
 }
 
-FLOWPIC_DEF flowpic_result flowpic_write_file_atomic(const char *path, const void *data, size_t size,
-                                                     flowpic_error *err)
+/* Creates PATH.tmp for writing (*tmp receives its malloc'd name). */
+static flowpic_result flowpic__atomic_open(const char *path, char **tmp, FILE **f, flowpic_error *err)
 {
     size_t n = strlen(path);
-    char *tmp = (char *)FLOWPIC_MALLOC(n + 5);
-    FILE *f;
-    int ok;
-    if (!tmp) {
+    *tmp = (char *)FLOWPIC_MALLOC(n + 5);
+    if (!*tmp) {
         flowpic__error(err, FLOWPIC_ERR_NOMEM, 0, "out of memory");
         return FLOWPIC_ERR_NOMEM;
     }
-    memcpy(tmp, path, n);
-    memcpy(tmp + n, ".tmp", 5);
-    f = fopen(tmp, "wb");
-    if (!f) {
-        FLOWPIC_FREE(tmp);
+    memcpy(*tmp, path, n);
+    memcpy(*tmp + n, ".tmp", 5);
+    *f = fopen(*tmp, "wb");
+    if (!*f) {
+        FLOWPIC_FREE(*tmp);
         flowpic__error(err, FLOWPIC_ERR_IO, 0, "cannot create the output file");
         return FLOWPIC_ERR_IO;
     }
-    ok = fwrite(data, 1, size, f) == size;
+    return FLOWPIC_OK;
+}
+
+/* Closes PATH.tmp and renames it over PATH when everything was written (ok), removes it if not. */
+static flowpic_result flowpic__atomic_close(const char *path, char *tmp, FILE *f, int ok, flowpic_error *err)
+{
     ok = (fflush(f) == 0) && ok;
     ok = (fclose(f) == 0) && ok;
     if (ok) ok = rename(tmp, path) == 0;
@@ -2527,6 +2690,21 @@ FLOWPIC_DEF flowpic_result flowpic_write_file_atomic(const char *path, const voi
         return FLOWPIC_ERR_IO;
     }
     return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_write_file_atomic(const char *path, const void *data, size_t size,
+                                                     flowpic_error *err)
+{
+    char *tmp;
+    FILE *f;
+    flowpic_result res = flowpic__atomic_open(path, &tmp, &f, err);
+    if (res != FLOWPIC_OK) return res;
+    return flowpic__atomic_close(path, tmp, f, fwrite(data, 1, size, f) == size, err);
+}
+
+static flowpic_result flowpic__sink_file(void *user, const uint8_t *data, size_t n)
+{
+    return fwrite(data, 1, n, (FILE *)user) == n ? FLOWPIC_OK : FLOWPIC_ERR_IO;
 }
 
 /* The files flowpic writes (data sets, models) go through memory: encode, then one atomic write. */
@@ -2542,12 +2720,35 @@ static flowpic_result flowpic__save(flowpic_result encoded, uint8_t *data, size_
     return encoded;
 }
 
+/* Streams the encoding to the file through a small buffer: a data set is never held twice. */
 FLOWPIC_DEF flowpic_result flowpic_dataset_save(const flowpic_dataset *ds, const char *path, flowpic_error *err)
 {
-    uint8_t *data = 0;
-    size_t size = 0;
-    flowpic_result res = flowpic_dataset_to_memory(ds, &data, &size);
-    return flowpic__save(res, data, size, path, err);
+    flowpic__writer w;
+    size_t *bytes, total;
+    char *tmp;
+    FILE *f;
+    flowpic_result res = flowpic__dataset_layout(ds, &bytes, &total);
+    memset(&w, 0, sizeof w);
+    if (res == FLOWPIC_OK) {
+        w.cap = FLOWPIC__WRITER_CHUNK;
+        w.buf = (uint8_t *)FLOWPIC_MALLOC(w.cap);
+        if (!w.buf) res = FLOWPIC_ERR_NOMEM;
+    }
+    if (res != FLOWPIC_OK) {
+        FLOWPIC_FREE(bytes);
+        flowpic__error(err, res, 0, flowpic_result_string(res));
+        return res;
+    }
+    res = flowpic__atomic_open(path, &tmp, &f, err);
+    if (res == FLOWPIC_OK) {
+        w.sink = flowpic__sink_file;
+        w.user = f;
+        flowpic__encode_dataset(ds, bytes, &w);
+        res = flowpic__atomic_close(path, tmp, f, w.res == FLOWPIC_OK, err);
+    }
+    FLOWPIC_FREE(bytes);
+    FLOWPIC_FREE(w.buf);
+    return res;
 }
 
 FLOWPIC_DEF flowpic_result flowpic_dataset_load(flowpic_dataset *ds, const char *path, flowpic_error *err)
@@ -2715,10 +2916,14 @@ FLOWPIC_DEF size_t flowpic_npy_header(char *header, const char *dtype, const uin
 
 /* ---- extract ----------------------------------------------------------------------------------- */
 
-/* The blocks of one capture, kept until the flows' totals are known. */
+/* The blocks of one capture, kept until the flows' totals are known. Their packets go straight
+ * to the end of the destination's packet array, past ds->n_packets (they are copied once, and
+ * a data set is never held twice); only the block records wait, for the flows' order. */
 typedef struct flowpic__held {
     flowpic_dataset *ds;     /* the destination */
-    flowpic_dataset held;    /* blocks go here first, one flow record per (flow, generation) */
+    flowpic_dataset held;    /* one flow record per (flow, generation); block records, whose
+                                `first` indexes ds->packets */
+    size_t n_packets;        /* packets held at ds->packets[ds->n_packets ...] */
     size_t *flow_of;         /* held flow -> cutter flow */
     size_t cap_flow_of;
     uint32_t *held_of;       /* cutter flow -> its latest held flow, or UINT32_MAX */
@@ -2745,13 +2950,30 @@ static flowpic_result flowpic__held_flow(flowpic__held *h, const flowpic_block *
     return FLOWPIC_OK;
 }
 
+static flowpic_result flowpic__hold_packets(flowpic__held *h, const flowpic_block *b, uint64_t *first)
+{
+    flowpic_dataset *ds = h->ds;
+    size_t at = ds->n_packets + h->n_packets;
+    flowpic_result res = flowpic__reserve((void **)&ds->packets, &ds->cap_packets, at + b->n_packets,
+                                          sizeof *ds->packets);
+    if (res != FLOWPIC_OK) return res;
+    if (b->n_packets) memcpy(ds->packets + at, b->packets, (size_t)b->n_packets * sizeof *b->packets);
+    h->n_packets += b->n_packets;
+    *first = at;
+    return FLOWPIC_OK;
+}
+
 static void flowpic__hold_block(void *user, const flowpic_block *b)
 {
     flowpic__held *h = (flowpic__held *)user;
     uint32_t id;
+    uint64_t first = 0;
     if (h->error != FLOWPIC_OK) return;
     h->error = flowpic__held_flow(h, b, &id);
-    if (h->error == FLOWPIC_OK) h->error = flowpic_dataset_add_block(&h->held, id, 0, b);
+    if (h->error == FLOWPIC_OK && b->n_packets > FLOWPIC_MAX_BLOCK_PACKETS) h->error = FLOWPIC_ERR_ARG;
+    if (h->error == FLOWPIC_OK) h->error = flowpic__hold_packets(h, b, &first);
+    if (h->error == FLOWPIC_OK)
+        h->error = flowpic__ds_record(&h->held, id, 0, b->index, b->start_ns, first, b->n_packets);
 }
 
 /* A held flow's place in the output: by the cutter's first-seen order, then generation. */
@@ -2776,20 +2998,42 @@ static int flowpic__cmp_held(const void *a, const void *b)
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-/* Moves the held blocks of the flows label() names into h->ds, flows in first-seen order. */
+/* The flows label() names become flows of h->ds, in rank order: ds_flow[rank] (UINT32_MAX for
+ * a flow left out) and its class. */
+static flowpic_result flowpic__release_flows(flowpic__held *h, const flowpic_cutter *c, const flowpic__flow_rank *ranks,
+                                             uint32_t source, flowpic_label_fn label, void *user, uint32_t *ds_flow,
+                                             uint16_t *class_id)
+{
+    size_t i;
+    for (i = 0; i < h->held.n_flows; i++) {
+        const char *name = label ? label(user, &c->flows.flows[ranks[i].cutter_flow]) : "unlabelled";
+        flowpic_result res = FLOWPIC_OK;
+        ds_flow[i] = UINT32_MAX;
+        if (name) res = flowpic_dataset_class(h->ds, name, &class_id[i]);
+        if (name && res == FLOWPIC_OK)
+            res = flowpic_dataset_add_flow(h->ds, &h->held.flows[ranks[i].held].key, source, ranks[i].generation,
+                                           &ds_flow[i]);
+        if (res != FLOWPIC_OK) return res;
+    }
+    return FLOWPIC_OK;
+}
+
+/* Adds the held blocks of the flows label() names to h->ds, flows in first-seen order. Their
+ * packets are already in ds->packets: those of flows left out are squeezed out, in place. */
 static flowpic_result flowpic__release(flowpic__held *h, const flowpic_cutter *c, uint32_t source,
                                        flowpic_label_fn label, void *user)
 {
     flowpic_dataset *ds = h->ds;
     flowpic__flow_rank *ranks;
-    uint32_t *rank_of, ds_flow = 0, last = UINT32_MAX;
-    uint16_t class_id = 0;
-    size_t i, n = h->held.n_flows ? h->held.n_flows : 1;
-    int keep = 0;
+    uint32_t *rank_of, *ds_flow;
+    uint16_t *class_id;
+    size_t i, n = h->held.n_flows ? h->held.n_flows : 1, kept = ds->n_packets, kept_blocks = 0;
     flowpic_result res = FLOWPIC_OK;
     ranks = (flowpic__flow_rank *)FLOWPIC_MALLOC(n * sizeof *ranks);
     rank_of = (uint32_t *)FLOWPIC_MALLOC(n * sizeof *rank_of);
-    if (!ranks || !rank_of) res = FLOWPIC_ERR_NOMEM;
+    ds_flow = (uint32_t *)FLOWPIC_MALLOC(n * sizeof *ds_flow);
+    class_id = (uint16_t *)FLOWPIC_MALLOC(n * sizeof *class_id);
+    if (!ranks || !rank_of || !ds_flow || !class_id) res = FLOWPIC_ERR_NOMEM;
     for (i = 0; res == FLOWPIC_OK && i < h->held.n_flows; i++) {
         ranks[i].cutter_flow = h->flow_of[i];
         ranks[i].generation = h->held.flows[i].generation;
@@ -2798,31 +3042,32 @@ static flowpic_result flowpic__release(flowpic__held *h, const flowpic_cutter *c
     if (res == FLOWPIC_OK) {
         qsort(ranks, h->held.n_flows, sizeof *ranks, flowpic__cmp_rank);
         for (i = 0; i < h->held.n_flows; i++) rank_of[ranks[i].held] = (uint32_t)i;
-        for (i = 0; i < h->held.n_blocks; i++) h->held.blocks[i].flow = rank_of[h->held.blocks[i].flow];
-        qsort(h->held.blocks, h->held.n_blocks, sizeof *h->held.blocks, flowpic__cmp_held);
+        res = flowpic__release_flows(h, c, ranks, source, label, user, ds_flow, class_id);
     }
-    for (i = 0; i < h->held.n_blocks && res == FLOWPIC_OK; i++) {
+    for (i = 0; res == FLOWPIC_OK && i < h->held.n_blocks; i++) { /* in the order the packets came */
+        flowpic_ds_block *b = &h->held.blocks[i];
+        b->flow = rank_of[b->flow];
+        if (ds_flow[b->flow] == UINT32_MAX) continue;
+        if (b->first != kept && b->n_packets)
+            memmove(ds->packets + kept, ds->packets + b->first, (size_t)b->n_packets * sizeof *ds->packets);
+        b->first = kept;
+        kept += b->n_packets;
+        kept_blocks++;
+    }
+    if (res == FLOWPIC_OK) /* room first, so that no block is half added */
+        res = flowpic__reserve((void **)&ds->blocks, &ds->cap_blocks, ds->n_blocks + kept_blocks, sizeof *ds->blocks);
+    if (res == FLOWPIC_OK) qsort(h->held.blocks, h->held.n_blocks, sizeof *h->held.blocks, flowpic__cmp_held);
+    for (i = 0; res == FLOWPIC_OK && i < h->held.n_blocks; i++) {
         const flowpic_ds_block *b = &h->held.blocks[i];
-        const flowpic__flow_rank *fr = &ranks[b->flow];
-        flowpic_block blk;
-        if (b->flow != last) {
-            const char *name = label ? label(user, &c->flows.flows[fr->cutter_flow]) : "unlabelled";
-            last = b->flow;
-            keep = name != 0;
-            if (keep) res = flowpic_dataset_class(ds, name, &class_id);
-            if (keep && res == FLOWPIC_OK)
-                res = flowpic_dataset_add_flow(ds, &h->held.flows[fr->held].key, source, fr->generation, &ds_flow);
-        }
-        if (!keep || res != FLOWPIC_OK) continue;
-        memset(&blk, 0, sizeof blk);
-        blk.index = b->index;
-        blk.start_ns = b->start_ns;
-        blk.n_packets = b->n_packets;
-        blk.packets = h->held.packets + b->first;
-        res = flowpic_dataset_add_block(ds, ds_flow, class_id, &blk);
+        if (ds_flow[b->flow] != UINT32_MAX)
+            res = flowpic__ds_record(ds, ds_flow[b->flow], class_id[b->flow], b->index, b->start_ns, b->first,
+                                     b->n_packets);
     }
+    if (res == FLOWPIC_OK) ds->n_packets = kept;
     FLOWPIC_FREE(ranks);
     FLOWPIC_FREE(rank_of);
+    FLOWPIC_FREE(ds_flow);
+    FLOWPIC_FREE(class_id);
     return res;
 }
 
@@ -2833,8 +3078,10 @@ FLOWPIC_DEF flowpic_result flowpic_dataset_add_capture(flowpic_dataset *ds, pcap
     flowpic_cutter c;
     flowpic__held h;
     pcapl_packet pkt;
-    pcapl_decoded d;
-    pcapl_result rr;
+    pcapl_decoded d[FLOWPIC_BATCH];
+    uint64_t ts[FLOWPIC_BATCH];
+    flowpic_packet batch[FLOWPIC_BATCH];
+    pcapl_result rr = PCAPL_OK;
     uint32_t source_id, held_source;
     uint16_t held_class;
     uint64_t packets = 0;
@@ -2850,12 +3097,16 @@ FLOWPIC_DEF flowpic_result flowpic_dataset_add_capture(flowpic_dataset *ds, pcap
         flowpic_dataset_free(&h.held);
         return res;
     }
-    while (res == FLOWPIC_OK && (rr = pcapl_next(r, &pkt)) == PCAPL_OK) {
-        flowpic_packet p;
-        if (progress && !(++packets & 0xFFFFu)) progress(progress_user, packets, r->bytes);
-        if (pcapl_decode(&pkt, &d) != PCAPL_SKIP_NONE) continue;
-        flowpic_packet_from_decoded(&p, pkt.ts_ns, &d);
-        res = flowpic_cutter_add(&c, &p);
+    /* In batches: decoded first, converted once the decoder's stores have landed (reading them
+     * back at once stalls on store forwarding), then counted with overlapped flow lookups. */
+    while (res == FLOWPIC_OK && rr == PCAPL_OK) {
+        size_t n = 0, i;
+        while (n < FLOWPIC_BATCH && (rr = pcapl_next(r, &pkt)) == PCAPL_OK) {
+            if (progress && !(++packets & 0xFFFFu)) progress(progress_user, packets, r->bytes);
+            if (pcapl_decode(&pkt, &d[n]) == PCAPL_SKIP_NONE) ts[n++] = pkt.ts_ns;
+        }
+        for (i = 0; i < n; i++) flowpic_packet_from_decoded(&batch[i], ts[i], &d[i]);
+        res = flowpic_cutter_add_batch(&c, batch, n);
         if (res == FLOWPIC_OK) res = h.error;
     }
     if (res == FLOWPIC_OK) res = flowpic_cutter_flush(&c);

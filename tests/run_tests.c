@@ -44,11 +44,13 @@
     X(picture_transforms)                                                                      \
     X(augmentations)                                                                           \
     X(block_config_errors)                                                                     \
+    X(batch_same_as_single)                                                                    \
     X(dataset_round_trip)                                                                      \
     X(dataset_merge)                                                                           \
     X(dataset_bad_files)                                                                       \
     X(dataset_every_truncation)                                                                \
     X(dataset_save_is_atomic)                                                                  \
+    X(dataset_save_streams)                                                                    \
     X(images)                                                                                  \
     X(dataset_add_capture)                                                                     \
     X(model_file)

@@ -21,6 +21,7 @@ void test_partial_blocks(void);
 void test_idle_timeout(void);
 void test_picture_transforms(void);
 void test_block_config_errors(void);
+void test_batch_same_as_single(void);
 
 #define S(x) ((uint64_t)(x) * 1000000000u)
 #define MS(x) ((uint64_t)(x) * 1000000u)
@@ -577,5 +578,88 @@ void test_augmentations(void)
         CHECK_EQ(m, m2);
         CHECK(memcmp(out, again, m * sizeof *out) == 0);
         for (i = 1; i < m; i++) CHECK(FLOWPIC_PKT_OFFSET(out[i - 1]) <= FLOWPIC_PKT_OFFSET(out[i]));
+    }
+}
+
+/* A digest of every block emitted, in order: what flowpic_cutter_add_batch must reproduce. */
+typedef struct digest {
+    uint64_t blocks, packets, hash;
+} digest;
+
+static void digest_mix(digest *d, uint64_t v) { d->hash = (d->hash ^ v) * 0x100000001B3ull + 0x9E3779B97F4A7C15ull; }
+
+static void digest_block(void *user, const flowpic_block *b)
+{
+    digest *d = (digest *)user;
+    uint32_t i;
+    d->blocks++;
+    d->packets += b->n_packets;
+    digest_mix(d, b->flow);
+    digest_mix(d, b->flow_generation);
+    digest_mix(d, b->index);
+    digest_mix(d, b->start_ns);
+    digest_mix(d, b->n_packets);
+    digest_mix(d, (uint64_t)b->key.sport << 16 | b->key.dport);
+    for (i = 0; i < b->n_packets; i++) digest_mix(d, b->packets[i]);
+}
+
+/* 40 flows, 20,000 packets over 10 minutes, some going back in time and some over 1500
+ * bytes: fed one at a time, or in batches of `batch`. Returns the result of the last add. */
+static flowpic_result feed(const flowpic_block_config *cfg, size_t batch, digest *d, uint64_t *kept)
+{
+    static flowpic_packet ps[20000];
+    flowpic_cutter c;
+    flowpic_result res;
+    uint64_t x = 12345;
+    size_t i;
+    memset(d, 0, sizeof *d);
+    for (i = 0; i < 20000; i++) {
+        uint64_t t;
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        t = T0 + (uint64_t)i * MS(30) - ((x >> 60) == 0 ? S(2) : 0); /* one in 16 goes back 2 s */
+        ps[i] = pkt(t, (uint32_t)((x >> 20) % 1600) + 1, (int)((x >> 40) & 1));
+        ps[i].key.sport = (uint16_t)(1000 + (x >> 44) % 20); /* 20 ports x 2 directions */
+    }
+    if (flowpic_cutter_init(&c, cfg, digest_block, d) != FLOWPIC_OK) return FLOWPIC_ERR_ARG;
+    res = FLOWPIC_OK;
+    for (i = 0; i < 20000 && res == FLOWPIC_OK; i += batch ? batch : 1) {
+        size_t n = batch ? (20000 - i < batch ? 20000 - i : batch) : 1;
+        res = batch ? flowpic_cutter_add_batch(&c, ps + i, n) : flowpic_cutter_add(&c, ps + i);
+    }
+    if (res == FLOWPIC_OK) res = flowpic_cutter_flush(&c);
+    *kept = c.packets_kept;
+    flowpic_cutter_free(&c);
+    return res;
+}
+
+void test_batch_same_as_single(void)
+{
+    static const size_t batches[] = {1, 7, 32, 33, 1000};
+    flowpic_block_config cfg[5];
+    digest one, many;
+    uint64_t kept_one, kept_many;
+    size_t i, j;
+    flowpic_block_config_preset(&cfg[0], FLOWPIC_PRESET_PAPER);
+    flowpic_block_config_preset(&cfg[1], FLOWPIC_PRESET_PAPER);
+    cfg[1].step_ns = S(20); /* overlapping windows, clipped sizes, a timeout */
+    cfg[1].size_policy = FLOWPIC_SIZE_CLIP;
+    cfg[1].idle_timeout_ns = S(30);
+    cfg[1].min_packets = 1;
+    flowpic_block_config_preset(&cfg[2], FLOWPIC_PRESET_ORIGINAL);
+    flowpic_block_config_preset(&cfg[3], FLOWPIC_PRESET_TCBENCH);
+    flowpic_block_config_preset(&cfg[4], FLOWPIC_PRESET_PAPER);
+    cfg[3].min_packets = 1;
+    cfg[4].max_flows = 25; /* the flow limit is hit in the middle of a batch */
+    for (i = 0; i < 5; i++) {
+        flowpic_result r1 = feed(&cfg[i], 0, &one, &kept_one);
+        CHECK_EQ(r1, i == 4 ? FLOWPIC_ERR_FLOW_LIMIT : FLOWPIC_OK);
+        CHECK(i == 4 ? kept_one > 25 && kept_one < 20000 : one.blocks >= 40);
+        for (j = 0; j < sizeof batches / sizeof *batches; j++) {
+            CHECK_EQ(feed(&cfg[i], batches[j], &many, &kept_many), r1);
+            CHECK_EQ(many.blocks, one.blocks);
+            CHECK_EQ(many.packets, one.packets);
+            CHECK_EQ(many.hash, one.hash);
+            CHECK_EQ(kept_many, kept_one);
+        }
     }
 }

@@ -12,6 +12,7 @@ void test_dataset_merge(void);
 void test_dataset_bad_files(void);
 void test_dataset_every_truncation(void);
 void test_dataset_save_is_atomic(void);
+void test_dataset_save_streams(void);
 void test_images(void);
 
 /* A small data set: 2 classes, 2 sources, 3 flows, 4 blocks (one empty, one with time going
@@ -432,4 +433,60 @@ void test_model_file(void)
     free(data);
     flowpic_model_free(&m);
     flowpic_dataset_free(&ds);
+}
+
+/* The file is written through a 64 KiB buffer: a data set of several chunks saves to exactly the
+ * bytes of flowpic_dataset_to_memory, and the CRC of a large buffer (the 8-bytes-a-step path)
+ * equals zlib's (Python's zlib.crc32 of the same bytes) and the byte-at-a-time path's. */
+void test_dataset_save_streams(void)
+{
+    flowpic_dataset ds;
+    flowpic_error err;
+    flowpic_block_config cfg;
+    flowpic_key k;
+    flowpic_block b;
+    flowpic_pkt p[600];
+    uint8_t *mem = 0, *file = 0, *bytes;
+    size_t mem_size = 0, file_size = 0, i;
+    uint32_t src, flow, crc_parts = 0;
+    uint16_t label;
+    const char *path = "build/test_dataset_stream.fpds";
+    flowpic_block_config_preset(&cfg, FLOWPIC_PRESET_PAPER);
+    flowpic_dataset_init(&ds, &cfg);
+    flowpic_dataset_class(&ds, "bulk", &label);
+    flowpic_dataset_source(&ds, "stream.pcap", &src);
+    memset(&k, 0, sizeof k);
+    k.ip_version = 4;
+    k.proto = 6;
+    for (i = 0; i < 600; i++) p[i] = FLOWPIC_PKT((uint64_t)i * 99991u * (i % 3 ? 1u : 1000u), (i * 37) % 1501);
+    memset(&b, 0, sizeof b);
+    b.packets = p;
+    b.n_packets = 600;
+    for (i = 0; i < 100; i++) { /* about 250 KB encoded */
+        k.sport = (uint16_t)i;
+        CHECK_EQ(flowpic_dataset_add_flow(&ds, &k, src, 0, &flow), FLOWPIC_OK);
+        b.index = (uint32_t)i;
+        b.start_ns = 1700000000000000000ull + i;
+        CHECK_EQ(flowpic_dataset_add_block(&ds, flow, label, &b), FLOWPIC_OK);
+    }
+    CHECK_EQ(flowpic_dataset_to_memory(&ds, &mem, &mem_size), FLOWPIC_OK);
+    CHECK(mem_size > 3 * 65536);
+    CHECK_EQ(flowpic_dataset_save(&ds, path, &err), FLOWPIC_OK);
+    CHECK_EQ(flowpic_read_file(path, 1u << 24, &file, &file_size, &err), FLOWPIC_OK);
+    CHECK_EQ(file_size, mem_size);
+    CHECK(file && mem && file_size == mem_size && !memcmp(file, mem, mem_size));
+    remove(path);
+    free(mem);
+    free(file);
+    flowpic_dataset_free(&ds);
+
+    bytes = (uint8_t *)malloc(100003);
+    CHECK(bytes != 0);
+    if (!bytes) return;
+    for (i = 0; i < 100003; i++) bytes[i] = (uint8_t)((i * 7 + 3) & 255);
+    CHECK_EQ(flowpic_crc32(0, bytes, 100003), 0xCD676DABu);
+    for (i = 0; i < 100003; i += 1000) crc_parts = flowpic_crc32(crc_parts, bytes + i, i + 1000 <= 100003 ? 1000 : 100003 - i);
+    CHECK_EQ(crc_parts, 0xCD676DABu);
+    CHECK_EQ(flowpic_crc32(flowpic_crc32(0, bytes, 3), bytes + 3, 100000), 0xCD676DABu); /* unaligned start */
+    free(bytes);
 }
