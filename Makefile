@@ -19,7 +19,7 @@ FUZZ_TARGETS ?= pcap dataset model
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
 BUILD   = build
 
-.PHONY: all test test-unit test-train test-nn test-vectors test-fuzz-replay test-oracle test-sanitize demo bench fuzz clean
+.PHONY: all test test-unit test-faults test-train test-nn test-vectors test-fuzz-replay test-oracle test-sanitize demo bench fuzz clean
 
 all: flowpic
 
@@ -29,6 +29,15 @@ flowpic: examples/flowpic.c $(HEADERS)
 $(BUILD)/run_tests: $(TEST_SRC) tests/harness.h tests/capbuild.h tests/restamp.h $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ $(TEST_SRC) $(LDLIBS)
+
+# Fault injection: every allocation, read and write of each path fails in turn.
+$(BUILD)/test_faults: tests/test_faults.c tests/capbuild.c tests/capbuild.h $(HEADERS)
+	@mkdir -p $(BUILD)/faults
+	$(CC) $(ALL_CFLAGS) -I. -Itests -o $@ tests/test_faults.c tests/capbuild.c $(LDLIBS)
+
+test-faults: $(BUILD)/test_faults
+	@mkdir -p build/faults
+	$(BUILD)/test_faults
 
 $(BUILD)/fuzz_replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(HEADERS)
 	@mkdir -p $(BUILD)
@@ -41,11 +50,14 @@ test-sanitize: $(TEST_SRC) $(HEADERS)
 	$(BUILD)/run_tests_san
 	$(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/test_nn_san tests/test_nn.c $(LDLIBS)
 	$(BUILD)/test_nn_san
+	@mkdir -p build/faults
+	$(CC) $(WARN) -O1 $(SANITIZE) -I. -Itests -o $(BUILD)/test_faults_san tests/test_faults.c tests/capbuild.c $(LDLIBS)
+	$(BUILD)/test_faults_san
 	for t in $(FUZZ_TARGETS); do \
 	    $(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/fuzz_replay_san_$$t tests/fuzz/fuzz_$$t.c tests/fuzz/replay.c $(LDLIBS) && \
 	    $(BUILD)/fuzz_replay_san_$$t tests/fuzz/corpus/$$t || exit 1; done
 
-test: test-unit test-nn test-fuzz-replay test-oracle test-train
+test: test-unit test-faults test-nn test-fuzz-replay test-oracle test-train
 
 # Train on ../shared/data, classify held-out files; thread determinism of training.
 test-train: flowpic

@@ -43,6 +43,11 @@
  * Configuration (define before including)
  *   FLOWPIC_MALLOC(sz) / FLOWPIC_REALLOC(p, sz) / FLOWPIC_FREE(p)   allocator (all or none;
  *                                 also used by pcap_lite unless PCAPL_MALLOC... are defined)
+ *   FLOWPIC_FREAD(f, buf, n)      reads up to n bytes of FILE f: the count, 0 at the end, -1 on
+ *                                 an error (default: fread + ferror; also used by pcap_lite
+ *                                 unless PCAPL_FREAD is defined)
+ *   FLOWPIC_FWRITE(f, buf, n)     writes n bytes to FILE f, returns the count written (default:
+ *                                 fwrite). The two I/O hooks exist for fault-injection tests.
  *   FLOWPIC_ASSERT(x)             assertion (default: assert)
  *   FLOWPIC_STATIC                every function static (also makes pcap_lite static)
  *   FLOWPIC_NO_STDIO              no FILE* / path functions (also PCAPL_NO_STDIO)
@@ -81,6 +86,10 @@
 #define PCAPL_MALLOC(sz) FLOWPIC_MALLOC(sz)
 #define PCAPL_REALLOC(p, sz) FLOWPIC_REALLOC(p, sz)
 #define PCAPL_FREE(p) FLOWPIC_FREE(p)
+#endif
+
+#if defined(FLOWPIC_FREAD) && !defined(PCAPL_FREAD)
+#define PCAPL_FREAD(f, buf, n) FLOWPIC_FREAD(f, buf, n)
 #endif
 
 #include "pcap_lite.h"
@@ -424,7 +433,8 @@ typedef void (*flowpic_progress_fn)(void *user, uint64_t packets, uint64_t bytes
  * after flow in first-seen order, the blocks of the flows label() names (every flow, as class
  * "unlabelled", when label is NULL), under the source name `source`. Blocks are held until the
  * capture ends (memory: 8 bytes a packet in a block). On a reader error the blocks of the
- * packets before it are added and FLOWPIC_ERR_FORMAT is returned with r->error filled. */
+ * packets before it are added, r->error is filled and the result is FLOWPIC_ERR_FORMAT
+ * (FLOWPIC_ERR_NOMEM / FLOWPIC_ERR_IO when the reader ran out of memory / could not read). */
 FLOWPIC_DEF flowpic_result flowpic_dataset_add_capture(flowpic_dataset *ds, pcapl_reader *r, const char *source,
                                                        flowpic_label_fn label, void *label_user,
                                                        flowpic_progress_fn progress, void *progress_user);
@@ -853,6 +863,15 @@ FLOWPIC_DEF flowpic_result flowpic_model_load(flowpic_model *m, const char *path
 #ifndef FLOWPIC_ASSERT
 #include <assert.h>
 #define FLOWPIC_ASSERT(x) assert(x)
+#endif
+#ifndef FLOWPIC_NO_STDIO
+#ifndef FLOWPIC_FREAD
+#define FLOWPIC_FREAD(f, buf, n) flowpic__fread(f, buf, n)
+#define FLOWPIC__DEFAULT_FREAD
+#endif
+#ifndef FLOWPIC_FWRITE
+#define FLOWPIC_FWRITE(f, buf, n) fwrite(buf, 1, n, f)
+#endif
 #endif
 #ifdef __cplusplus
 #define FLOWPIC_RESTRICT __restrict /* the implementation also compiles as C++ */
@@ -2188,6 +2207,14 @@ FLOWPIC_DEF flowpic_result flowpic_dataset_from_memory(flowpic_dataset *ds, cons
 }
 
 #ifndef FLOWPIC_NO_STDIO
+#ifdef FLOWPIC__DEFAULT_FREAD
+static long flowpic__fread(FILE *f, void *buf, size_t n)
+{
+    size_t got = fread(buf, 1, n, f);
+    return got == 0 && ferror(f) ? -1 : (long)got;
+}
+#endif
+
 FLOWPIC_DEF flowpic_result flowpic_read_file(const char *path, uint64_t max, uint8_t **data, size_t *size,
                                              flowpic_error *err)
 {
@@ -2200,22 +2227,21 @@ FLOWPIC_DEF flowpic_result flowpic_read_file(const char *path, uint64_t max, uin
         return FLOWPIC_ERR_IO;
     }
     for (;;) { /* no seeking: works on pipes too */
-        size_t got;
+        long got;
         if (len == cap && (res = flowpic__reserve((void **)&buf, &cap, len + 65536, 1)) != FLOWPIC_OK) break;
-        got = fread(buf + len, 1, cap - len, f);
-        len += got;
+        got = FLOWPIC_FREAD(f, buf + len, cap - len);
+        if (got < 0 || (size_t)got > cap - len) {
+            res = FLOWPIC_ERR_IO;
+            flowpic__error(err, res, len, "read error");
+            break;
+        }
+        len += (size_t)got;
         if (len > max) {
             res = FLOWPIC_ERR_LIMIT;
             flowpic__error(err, res, max, "file larger than the limit");
             break;
         }
-        if (got == 0) {
-            if (ferror(f)) {
-                res = FLOWPIC_ERR_IO;
-                flowpic__error(err, res, len, "read error");
-            }
-            break;
-        }
+        if (got == 0) break;
     }
     fclose(f);
     if (res != FLOWPIC_OK) {
@@ -2247,7 +2273,7 @@ FLOWPIC_DEF flowpic_result flowpic_write_file_atomic(const char *path, const voi
         flowpic__error(err, FLOWPIC_ERR_IO, 0, "cannot create the output file");
         return FLOWPIC_ERR_IO;
     }
-    ok = fwrite(data, 1, size, f) == size;
+    ok = FLOWPIC_FWRITE(f, data, size) == size;
     ok = (fflush(f) == 0) && ok;
     ok = (fclose(f) == 0) && ok;
     if (ok) ok = rename(tmp, path) == 0;
@@ -2524,7 +2550,8 @@ static flowpic_result flowpic__release(flowpic__held *h, const flowpic_cutter *c
         qsort(ranks, h->held.n_flows, sizeof *ranks, flowpic__cmp_rank);
         for (i = 0; i < h->held.n_flows; i++) rank_of[ranks[i].held] = (uint32_t)i;
         for (i = 0; i < h->held.n_blocks; i++) h->held.blocks[i].flow = rank_of[h->held.blocks[i].flow];
-        qsort(h->held.blocks, h->held.n_blocks, sizeof *h->held.blocks, flowpic__cmp_held);
+        if (h->held.n_blocks) /* blocks is NULL when there are none, and qsort wants a pointer */
+            qsort(h->held.blocks, h->held.n_blocks, sizeof *h->held.blocks, flowpic__cmp_held);
     }
     for (i = 0; i < h->held.n_blocks && res == FLOWPIC_OK; i++) {
         const flowpic_ds_block *b = &h->held.blocks[i];
@@ -2549,6 +2576,14 @@ static flowpic_result flowpic__release(flowpic__held *h, const flowpic_cutter *c
     FLOWPIC_FREE(ranks);
     FLOWPIC_FREE(rank_of);
     return res;
+}
+
+/* A reader's failure as a flowpic result: memory and I/O keep their kind, the rest is format. */
+static flowpic_result flowpic__reader_result(pcapl_result code)
+{
+    if (code == PCAPL_ERR_NOMEM) return FLOWPIC_ERR_NOMEM;
+    if (code == PCAPL_ERR_READ || code == PCAPL_ERR_OPEN) return FLOWPIC_ERR_IO;
+    return FLOWPIC_ERR_FORMAT;
 }
 
 FLOWPIC_DEF flowpic_result flowpic_dataset_add_capture(flowpic_dataset *ds, pcapl_reader *r, const char *source,
@@ -2586,7 +2621,7 @@ FLOWPIC_DEF flowpic_result flowpic_dataset_add_capture(flowpic_dataset *ds, pcap
     if (res == FLOWPIC_OK) res = flowpic_cutter_flush(&c);
     if (res == FLOWPIC_OK) res = h.error;
     if (res == FLOWPIC_OK) res = flowpic__release(&h, &c, source_id, label, label_user);
-    if (res == FLOWPIC_OK && r->error.code != PCAPL_OK) res = FLOWPIC_ERR_FORMAT;
+    if (res == FLOWPIC_OK && r->error.code != PCAPL_OK) res = flowpic__reader_result(r->error.code);
     flowpic_cutter_free(&c);
     flowpic_dataset_free(&h.held);
     FLOWPIC_FREE(h.flow_of);

@@ -373,6 +373,14 @@ void test_dataset_add_capture(void)
     CHECK_STR(ds.classes[0], "unlabelled");
     pcapl_close(&r);
     flowpic_dataset_free(&ds);
+    /* a capture that gives no block at all (found by fault injection: qsort of a NULL block
+     * array, undefined behaviour that the sanitizer build reports) */
+    flowpic_dataset_init(&ds, &cfg);
+    CHECK_EQ(pcapl_open_memory(&r, b.data, 24), PCAPL_OK);
+    CHECK_EQ(flowpic_dataset_add_capture(&ds, &r, "empty", 0, 0, 0, 0), FLOWPIC_OK);
+    CHECK_EQ(ds.n_blocks, 0);
+    pcapl_close(&r);
+    flowpic_dataset_free(&ds);
     cb_free(&b);
 }
 
