@@ -19,7 +19,7 @@ FUZZ_TARGETS ?= pcap dataset model
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
 BUILD   = build
 
-.PHONY: all test test-unit test-faults test-train test-nn test-vectors test-fuzz-replay test-oracle test-sanitize demo bench fuzz clean
+.PHONY: all check test-matrix test-valgrind test-big test test-unit test-faults test-train test-nn test-vectors test-fuzz-replay test-oracle test-sanitize demo bench fuzz clean
 
 all: flowpic
 
@@ -56,6 +56,14 @@ test-sanitize: $(TEST_SRC) $(HEADERS)
 	for t in $(FUZZ_TARGETS); do \
 	    $(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/fuzz_replay_san_$$t tests/fuzz/fuzz_$$t.c tests/fuzz/replay.c $(LDLIBS) && \
 	    $(BUILD)/fuzz_replay_san_$$t tests/fuzz/corpus/$$t || exit 1; done
+
+# Hardening, next to make test in CI (about 2 minutes): the build matrix, valgrind memcheck over
+# the unit, fault and network tests, a capture of more than 4 GiB through a pipe.
+check: test-matrix test-valgrind test-big
+
+# gcc/clang/C++, FLOWPIC_STATIC, FLOWPIC_NO_STDIO, custom allocators, OpenMP, the examples.
+test-matrix:
+	sh tests/build_matrix.sh
 
 test: test-unit test-faults test-nn test-fuzz-replay test-oracle test-train
 

@@ -70,7 +70,11 @@
 #define FLOWPIC_VERSION_STRING "0.1.0"
 
 #ifdef FLOWPIC_STATIC
+#if defined(__GNUC__) || defined(__clang__)
+#define FLOWPIC_DEF static __attribute__((unused)) /* a program uses only some of them */
+#else
 #define FLOWPIC_DEF static
+#endif
 #ifndef PCAPL_STATIC
 #define PCAPL_STATIC
 #endif

@@ -70,7 +70,11 @@
 #define PCAPL_VERSION_STRING "0.1.0"
 
 #ifdef PCAPL_STATIC
+#if defined(__GNUC__) || defined(__clang__)
+#define PCAPL_DEF static __attribute__((unused)) /* a program uses only some of them */
+#else
 #define PCAPL_DEF static
+#endif
 #else
 #define PCAPL_DEF extern
 #endif
