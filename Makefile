@@ -43,7 +43,7 @@ $(BUILD)/fuzz_replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/replay.c $(LDLIBS)
 
-# The unit tests, the network tests and the fuzz corpora under ASan + UBSan.
+# The unit, network, fault and CLI tests and the fuzz corpora under ASan + UBSan.
 test-sanitize: $(TEST_SRC) $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/run_tests_san $(TEST_SRC) $(LDLIBS)
@@ -53,6 +53,8 @@ test-sanitize: $(TEST_SRC) $(HEADERS)
 	@mkdir -p build/faults
 	$(CC) $(WARN) -O1 $(SANITIZE) -I. -Itests -o $(BUILD)/test_faults_san tests/test_faults.c tests/capbuild.c $(LDLIBS)
 	$(BUILD)/test_faults_san
+	$(CC) $(WARN) -O1 $(SANITIZE) -o $(BUILD)/flowpic_san examples/flowpic.c $(LDLIBS)
+	FLOWPIC=$(BUILD)/flowpic_san sh tests/cli_tests.sh
 	for t in $(FUZZ_TARGETS); do \
 	    $(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/fuzz_replay_san_$$t tests/fuzz/fuzz_$$t.c tests/fuzz/replay.c $(LDLIBS) && \
 	    $(BUILD)/fuzz_replay_san_$$t tests/fuzz/corpus/$$t || exit 1; done
@@ -64,6 +66,24 @@ check: test-matrix test-valgrind test-big
 # gcc/clang/C++, FLOWPIC_STATIC, FLOWPIC_NO_STDIO, custom allocators, OpenMP, the examples.
 test-matrix:
 	sh tests/build_matrix.sh
+
+# A capture of more than 4 GiB through a pipe, twice (pcap, pcapng): 64-bit offsets and counters.
+$(BUILD)/big_capture: tests/big_capture.c
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CFLAGS) -o $@ tests/big_capture.c
+
+test-big: $(BUILD)/big_capture flowpic
+	GEN=$(BUILD)/big_capture sh tests/big_test.sh
+
+VALGRIND = valgrind -q --leak-check=full --errors-for-leak-kinds=all --error-exitcode=99
+# Memcheck, leaks included: the unit and fault tests, the network tests but the three slowest
+# (naive vs blocked convolutions and the full net's thread check: about 80 s more under valgrind).
+test-valgrind: $(BUILD)/run_tests $(BUILD)/test_faults $(BUILD)/test_nn
+	@mkdir -p build/faults
+	$(VALGRIND) $(BUILD)/run_tests
+	$(VALGRIND) $(BUILD)/test_faults
+	$(VALGRIND) $(BUILD)/test_nn presets api_errors glorot dropout fpv_reader gradcheck threads_bit_identical_mini \
+	    training_separable model_roundtrip model_rejects vectors
 
 test: test-unit test-faults test-nn test-fuzz-replay test-oracle test-train
 

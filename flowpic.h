@@ -1922,6 +1922,9 @@ static int flowpic__in_fail(flowpic__in *in, uint64_t offset, const char *what, 
     return 0;
 }
 
+/* Bytes left before the checksum (the last 4 bytes): every record, names included, ends there. */
+static size_t flowpic__in_left(const flowpic__in *in) { return in->pos + 4 <= in->len ? in->len - 4 - in->pos : 0; }
+
 static uint64_t flowpic__get_le(flowpic__in *in, int bytes)
 {
     uint64_t v = 0;
@@ -1971,7 +1974,7 @@ static char *flowpic__get_name(flowpic__in *in, int allow_empty)
     size_t at = in->pos, n = (size_t)flowpic__get_le(in, 2), i;
     char *s;
     if (in->failed) return 0;
-    if ((!n && !allow_empty) || n > in->len - in->pos) {
+    if ((!n && !allow_empty) || n > flowpic__in_left(in)) {
         flowpic__in_fail(in, at, "name of %u bytes does not fit", n, 0);
         return 0;
     }
@@ -1991,7 +1994,7 @@ static char *flowpic__get_name(flowpic__in *in, int allow_empty)
 static flowpic_result flowpic__get_names(flowpic__in *in, char ***names, uint32_t n, size_t *cap, int allow_empty)
 {
     uint32_t i;
-    if ((size_t)n > (in->len - in->pos) / 2) {
+    if ((size_t)n > flowpic__in_left(in) / 2) {
         flowpic__in_fail(in, in->pos, "%u names cannot fit in the file", n, 0);
         return FLOWPIC_ERR_FORMAT;
     }
@@ -2059,7 +2062,7 @@ static flowpic_result flowpic__get_header(flowpic__in *in, flowpic_dataset *ds, 
     counts[2] = flowpic__get_le(in, 8); /* flows */
     counts[3] = flowpic__get_le(in, 8); /* blocks */
     counts[4] = flowpic__get_le(in, 8); /* packets */
-    body = in->len - 4 - in->pos;
+    body = flowpic__in_left(in);
     if (counts[0] > FLOWPIC_MAX_CLASSES) {
         flowpic__in_fail(in, 48, "%u classes exceed the limit of %u", counts[0], FLOWPIC_MAX_CLASSES);
         return FLOWPIC_ERR_FORMAT;
@@ -2143,7 +2146,7 @@ static flowpic_result flowpic__get_blocks(flowpic__in *in, flowpic_dataset *ds, 
         size_t end = in->pos + (size_t)bytes[i], at = in->pos;
         uint64_t off = 0;
         uint32_t k;
-        if (bytes[i] > in->len - 4 - in->pos) {
+        if (bytes[i] > flowpic__in_left(in)) {
             flowpic__in_fail(in, at, "packets of block %u run past the end of the file", i, 0);
             break;
         }
@@ -2189,18 +2192,18 @@ FLOWPIC_DEF flowpic_result flowpic_dataset_from_memory(flowpic_dataset *ds, cons
     if (res == FLOWPIC_OK)
         res = flowpic__get_names(&in, &ds->sources, (uint32_t)counts[1], &ds->cap_sources, 1);
     if (res == FLOWPIC_OK) ds->n_sources = (uint32_t)counts[1];
-    if (res == FLOWPIC_OK && counts[2] > (in.len - 4 - in.pos) / FLOWPIC__DS_FLOW) {
+    if (res == FLOWPIC_OK && counts[2] > flowpic__in_left(&in) / FLOWPIC__DS_FLOW) {
         flowpic__in_fail(&in, in.pos, "%u flows cannot fit in the file", counts[2], 0);
         res = FLOWPIC_ERR_FORMAT;
     }
     if (res == FLOWPIC_OK) res = flowpic__get_flows(&in, ds, counts[2]);
-    if (res == FLOWPIC_OK && counts[3] > (in.len - 4 - in.pos) / FLOWPIC__DS_BLOCK) {
+    if (res == FLOWPIC_OK && counts[3] > flowpic__in_left(&in) / FLOWPIC__DS_BLOCK) {
         flowpic__in_fail(&in, in.pos, "%u blocks cannot fit in the file", counts[3], 0);
         res = FLOWPIC_ERR_FORMAT;
     }
     if (res == FLOWPIC_OK) res = flowpic__get_blocks(&in, ds, counts[3], counts[4]);
     if (res == FLOWPIC_OK && in.pos != in.len - 4) {
-        flowpic__in_fail(&in, in.pos, "%u bytes after the last block", in.len - 4 - in.pos, 0);
+        flowpic__in_fail(&in, in.pos, "%u bytes after the last block", flowpic__in_left(&in), 0);
         res = FLOWPIC_ERR_FORMAT;
     }
     if (res != FLOWPIC_OK) {
@@ -4396,11 +4399,12 @@ FLOWPIC_DEF flowpic_result flowpic_model_load_mem(flowpic_net *net, flowpic_mode
     {
         unsigned char *block = (unsigned char *)FLOWPIC_MALLOC(block_len);
         const char **ptrs = (const char **)(void *)block;
-        char *text = (char *)(block + ((size_t)net->num_classes + 1) * sizeof(char *));
-        if (!block) {
+        char *text;
+        if (!block) { /* (no arithmetic on the null pointer: found by the fault test under UBSan) */
             flowpic_net_free(net);
             return NN_FAIL(FLOWPIC_ERR_NOMEM, 0, "cannot allocate the class names");
         }
+        text = (char *)(block + ((size_t)net->num_classes + 1) * sizeof(char *));
         for (l = 0, pos = names_off; l < net->num_classes; l++) {
             size_t n = nn_get_u16(p + pos);
             memcpy(text, p + pos + 2, n);

@@ -208,6 +208,19 @@ void test_dataset_bad_files(void)
         CHECK_EQ(err.offset, packets + 1);
         free(padded);
     }
+    /* a name that runs into the checksum (found by the fuzzer: the flow count was then checked
+     * against a negative remainder, and the flows read past the end) */
+    {
+        uint8_t *crash;
+        size_t crash_size;
+        CHECK_EQ(flowpic_read_file("tests/fuzz/corpus/dataset/crash-name-over-checksum", 4096, &crash, &crash_size, &err),
+                 FLOWPIC_OK);
+        restamp_crc(crash, crash_size);
+        CHECK_EQ(flowpic_dataset_from_memory(&ds, crash, crash_size, &err), FLOWPIC_ERR_FORMAT);
+        CHECK_EQ(err.offset, 126);
+        CHECK_STR(err.reason, "name of 2 bytes does not fit");
+        free(crash);
+    }
     /* a damaged byte anywhere: the checksum */
     data[size / 2] ^= 0x40;
     CHECK_EQ(flowpic_dataset_from_memory(&ds, data, size, &err), FLOWPIC_ERR_FORMAT);
