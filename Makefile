@@ -19,7 +19,7 @@ FUZZ_TARGETS ?= pcap dataset model
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
 BUILD   = build
 
-.PHONY: all check test-matrix test-valgrind test-big test test-unit test-faults test-train test-nn test-vectors test-fuzz-replay test-oracle test-sanitize demo bench fuzz clean
+.PHONY: all check test-matrix test-valgrind test-big test test-unit test-faults test-limits test-train test-nn test-vectors test-fuzz-replay test-oracle test-sanitize demo bench fuzz clean
 
 all: flowpic
 
@@ -39,6 +39,14 @@ test-faults: $(BUILD)/test_faults
 	@mkdir -p build/faults
 	$(BUILD)/test_faults
 
+# The named limits, lowered so that each can be crossed: its own error, no allocation of its size.
+$(BUILD)/test_limits: tests/test_limits.c tests/capbuild.c tests/capbuild.h $(HEADERS)
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CFLAGS) -I. -Itests -o $@ tests/test_limits.c tests/capbuild.c $(LDLIBS)
+
+test-limits: $(BUILD)/test_limits
+	$(BUILD)/test_limits
+
 $(BUILD)/fuzz_replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/replay.c $(LDLIBS)
@@ -53,6 +61,8 @@ test-sanitize: $(TEST_SRC) $(HEADERS)
 	@mkdir -p build/faults
 	$(CC) $(WARN) -O1 $(SANITIZE) -I. -Itests -o $(BUILD)/test_faults_san tests/test_faults.c tests/capbuild.c $(LDLIBS)
 	$(BUILD)/test_faults_san
+	$(CC) $(WARN) -O1 $(SANITIZE) -I. -Itests -o $(BUILD)/test_limits_san tests/test_limits.c tests/capbuild.c $(LDLIBS)
+	$(BUILD)/test_limits_san
 	$(CC) $(WARN) -O1 $(SANITIZE) -o $(BUILD)/flowpic_san examples/flowpic.c $(LDLIBS)
 	FLOWPIC=$(BUILD)/flowpic_san sh tests/cli_tests.sh
 	for t in $(FUZZ_TARGETS); do \
@@ -76,16 +86,17 @@ test-big: $(BUILD)/big_capture flowpic
 	GEN=$(BUILD)/big_capture sh tests/big_test.sh
 
 VALGRIND = valgrind -q --leak-check=full --errors-for-leak-kinds=all --error-exitcode=99
-# Memcheck, leaks included: the unit and fault tests, the network tests but the three slowest
+# Memcheck, leaks included: the unit, fault and limit tests, the network tests but the three slowest
 # (naive vs blocked convolutions and the full net's thread check: about 80 s more under valgrind).
-test-valgrind: $(BUILD)/run_tests $(BUILD)/test_faults $(BUILD)/test_nn
+test-valgrind: $(BUILD)/run_tests $(BUILD)/test_faults $(BUILD)/test_limits $(BUILD)/test_nn
 	@mkdir -p build/faults
 	$(VALGRIND) $(BUILD)/run_tests
 	$(VALGRIND) $(BUILD)/test_faults
+	$(VALGRIND) $(BUILD)/test_limits
 	$(VALGRIND) $(BUILD)/test_nn presets api_errors glorot dropout fpv_reader gradcheck threads_bit_identical_mini \
 	    training_separable model_roundtrip model_rejects vectors
 
-test: test-unit test-faults test-nn test-fuzz-replay test-oracle test-train
+test: test-unit test-faults test-limits test-nn test-fuzz-replay test-oracle test-train
 
 # Train on ../shared/data, classify held-out files; thread determinism of training.
 test-train: flowpic

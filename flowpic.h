@@ -52,7 +52,10 @@
  *   FLOWPIC_STATIC                every function static (also makes pcap_lite static)
  *   FLOWPIC_NO_STDIO              no FILE* / path functions (also PCAPL_NO_STDIO)
  *   FLOWPIC_NO_PCAP_LITE_IMPL     do not compile pcap_lite.h's implementation here
- *   FLOWPIC_DEFAULT_MAX_FLOWS     default cap on live flows (16 M)
+ *   FLOWPIC_DEFAULT_MAX_FLOWS     default cap on live flows (16 M): FLOWPIC_ERR_FLOW_LIMIT
+ *   FLOWPIC_MAX_BLOCK_PACKETS     most packets in one block (2^28): FLOWPIC_ERR_BLOCK_LIMIT
+ *   FLOWPIC_MAX_MODEL_BYTES       largest model file read or written (1 GiB): FLOWPIC_ERR_MODEL_LIMIT
+ *   (the largest capture record and pcapng block: PCAPL_MAX_CAPLEN, PCAPL_MAX_BLOCK in pcap_lite.h)
  *
  * Thread safety: no global state; every object is the caller's. Functions on different objects
  * may run concurrently; one object is used by one thread at a time.
@@ -116,7 +119,9 @@ extern "C" {
     X(FLOWPIC_ERR_IO, "input/output error")                                                    \
     X(FLOWPIC_ERR_FORMAT, "bad file format")                                                   \
     X(FLOWPIC_ERR_LIMIT, "limit exceeded")                                                     \
-    X(FLOWPIC_ERR_FLOW_LIMIT, "too many live flows")
+    X(FLOWPIC_ERR_FLOW_LIMIT, "too many live flows")                                        \
+    X(FLOWPIC_ERR_BLOCK_LIMIT, "too many packets in one block")                              \
+    X(FLOWPIC_ERR_MODEL_LIMIT, "model larger than the limit")
 
 typedef enum flowpic_result {
 #define FLOWPIC_X_ENUM(name, msg) name,
@@ -212,7 +217,9 @@ typedef struct flowpic_block_config {
 /* Limits, with the reason. */
 #define FLOWPIC_MAX_OFFSET_NS ((1ull << 48) - 1) /* 48-bit offsets: windows up to 78 hours */
 #define FLOWPIC_MAX_OPEN_WINDOWS 4096            /* L / S: overlapping windows open at once */
+#ifndef FLOWPIC_MAX_BLOCK_PACKETS /* FLOWPIC_ERR_BLOCK_LIMIT beyond it */
 #define FLOWPIC_MAX_BLOCK_PACKETS (1u << 28)     /* packets in one block (2 GB of pairs) */
+#endif
 
 /* One packet of a block: time offset (ns) in the high 48 bits, size in the low 16. */
 typedef uint64_t flowpic_pkt;
@@ -741,7 +748,7 @@ FLOWPIC_DEF flowpic_result flowpic_adam_step(flowpic_net *net, double lr, double
  * here; the file forms (temporary file + rename) belong with the rest of the I/O. */
 
 #ifndef FLOWPIC_MAX_MODEL_BYTES
-#define FLOWPIC_MAX_MODEL_BYTES  (1u << 30)   /* largest model accepted (and written) */
+#define FLOWPIC_MAX_MODEL_BYTES  (1u << 30)   /* largest model accepted and written: FLOWPIC_ERR_MODEL_LIMIT */
 #endif
 #ifndef FLOWPIC_MODEL_MAX_NAME
 #define FLOWPIC_MODEL_MAX_NAME   255          /* bytes of one class name */
@@ -764,13 +771,15 @@ typedef struct flowpic_model_meta {
 /* Serialises net (its params; with FLOWPIC_MODEL_WITH_ADAM also the Adam state), the
  * num_classes class names (1..FLOWPIC_MODEL_MAX_NAME bytes each) and the config blob.
  * *len receives the size of the model; with buf == NULL only the size is computed. Returns
- * FLOWPIC_ERR_LIMIT if cap < *len or the model would exceed FLOWPIC_MAX_MODEL_BYTES. */
+ * FLOWPIC_ERR_LIMIT if cap < *len, FLOWPIC_ERR_MODEL_LIMIT if the model would exceed
+ * FLOWPIC_MAX_MODEL_BYTES. */
 FLOWPIC_DEF flowpic_result flowpic_model_save_mem(const flowpic_net *net, const char *const *class_names,
                                                   const void *config, size_t config_len, unsigned flags,
                                                   unsigned char *buf, size_t cap, size_t *len);
 /* Validates every field of data[0..len) and builds *net (params, and the Adam state if
  * stored) and *meta (may be NULL). On failure returns FLOWPIC_ERR_FORMAT (not a model /
- * corrupt), FLOWPIC_ERR_LIMIT (beyond a named limit) or FLOWPIC_ERR_NOMEM, fills *err (may
+ * corrupt), FLOWPIC_ERR_MODEL_LIMIT (len > FLOWPIC_MAX_MODEL_BYTES), FLOWPIC_ERR_LIMIT (beyond
+ * another named limit) or FLOWPIC_ERR_NOMEM, fills *err (may
  * be NULL) and leaves *net and *meta zeroed. Allocates at most about 4x len. */
 FLOWPIC_DEF flowpic_result flowpic_model_load_mem(flowpic_net *net, flowpic_model_meta *meta,
                                                   const void *data, size_t len, flowpic_error *err);
@@ -1157,7 +1166,7 @@ static flowpic_result flowpic__cutflow_push(flowpic_cutflow *st, uint64_t rel, u
         uint32_t cap = st->cap ? st->cap * 2 : 16;
         uint64_t *t;
         uint16_t *z;
-        if (st->cap >= FLOWPIC_MAX_BLOCK_PACKETS) return FLOWPIC_ERR_LIMIT;
+        if (st->cap >= FLOWPIC_MAX_BLOCK_PACKETS) return FLOWPIC_ERR_BLOCK_LIMIT;
         t = (uint64_t *)FLOWPIC_REALLOC(st->times, (size_t)cap * sizeof *t);
         if (!t) return FLOWPIC_ERR_NOMEM;
         st->times = t;
@@ -4143,7 +4152,7 @@ FLOWPIC_DEF flowpic_result flowpic_model_save_mem(const flowpic_net *net, const 
     /* num_params <= FLOWPIC_NN_MAX_PARAMS (2^26): 12 bytes each cannot overflow */
     total = nn_round_up(meta, 4) + 4 * net->num_params + (adam ? 8 + 8 * net->num_params : 0) + 4;
     *len = total;
-    if (total > (size_t)FLOWPIC_MAX_MODEL_BYTES) return FLOWPIC_ERR_LIMIT;
+    if (total > (size_t)FLOWPIC_MAX_MODEL_BYTES) return FLOWPIC_ERR_MODEL_LIMIT;
     if (!buf) return FLOWPIC_OK;
     if (cap < total) return FLOWPIC_ERR_LIMIT;
     memcpy(buf, nn_model_magic, 8);
@@ -4365,7 +4374,7 @@ FLOWPIC_DEF flowpic_result flowpic_model_load_mem(flowpic_net *net, flowpic_mode
     memset(net, 0, sizeof *net);
     if (!data) return NN_FAIL(FLOWPIC_ERR_ARG, 0, "no data");
     if (len > (size_t)FLOWPIC_MAX_MODEL_BYTES)
-        return NN_FAIL_VL(FLOWPIC_ERR_LIMIT, 0, "model of bytes", len, " > FLOWPIC_MAX_MODEL_BYTES ", FLOWPIC_MAX_MODEL_BYTES);
+        return NN_FAIL_VL(FLOWPIC_ERR_MODEL_LIMIT, 0, "model of bytes", len, " > FLOWPIC_MAX_MODEL_BYTES ", FLOWPIC_MAX_MODEL_BYTES);
     r = nn_model_parse_meta(p, len, net, &names_off, &config_off, &config_len, &params_off, &adam, err);
     if (r != FLOWPIC_OK) { memset(net, 0, sizeof *net); return r; }
     /* values before any allocation */
@@ -4687,6 +4696,10 @@ FLOWPIC_DEF flowpic_result flowpic_model_load(flowpic_model *m, const char *path
     uint8_t *data;
     size_t size;
     flowpic_result res = flowpic_read_file(path, FLOWPIC_MAX_MODEL_BYTES, &data, &size, err);
+    if (res == FLOWPIC_ERR_LIMIT) { /* the file is larger than FLOWPIC_MAX_MODEL_BYTES */
+        res = FLOWPIC_ERR_MODEL_LIMIT;
+        if (err) err->code = res;
+    }
     if (res != FLOWPIC_OK) {
         memset(m, 0, sizeof *m);
         return res;
