@@ -10,7 +10,8 @@
  *   flowpic help [COMMAND]                    usage
  *
  * Build: cc -O2 -o flowpic examples/flowpic.c -lm   (from the top of the repository)
- * Exit status: 0 success, 1 runtime error (bad input, I/O), 2 usage error.
+ * Exit status: 0 success, 1 runtime error (bad input, I/O), 2 usage error; SIGINT / SIGTERM end
+ * the run cleanly, then by the same signal (see "interrupts").
  */
 #define _POSIX_C_SOURCE 200809L /* the CLI only: isatty, stat, clock_gettime, inet_pton, sigaction */
 #include <stdio.h>
