@@ -1616,6 +1616,8 @@ static int cmd_train(int argc, char **argv)
     float *best = 0;
     double best_loss = 1e300;
     memset(&o, 0, sizeof o);
+    memset(&ws, 0, sizeof ws); /* freed at the end even when an error comes before their init */
+    memset(&ews, 0, sizeof ews);
     o.arch = FLOWPIC_ARCH_MINI;
     o.lr = 1e-3;
     o.seed = 1;
@@ -1674,17 +1676,27 @@ static int cmd_train(int argc, char **argv)
     train = (size_t *)malloc(ds.n_blocks * sizeof *train);
     val = (size_t *)malloc(ds.n_blocks * sizeof *val);
     labels = (int *)malloc(ds.n_blocks * sizeof *labels);
-    if (o.val_path) {
-        if (!load_datasets(1, &o.val_path, &val_ds)) status = 1;
-        else if (!flowpic_prep_accepts(&prep, &val_ds.config)) {
-            fprintf(stderr, "flowpic: %s: cut with other block settings than the training data\n", o.val_path);
+    if (!train || !val || !labels) {
+        fprintf(stderr, "flowpic: train: out of memory for %llu blocks\n", (unsigned long long)ds.n_blocks);
+        status = 1;
+    } else if (o.val_path) {
+        size_t *grown = 0;
+        if (!load_datasets(1, &o.val_path, &val_ds)) {
             status = 1;
+        } else {
+            vds = &val_ds; /* freed at the end, whatever happens next */
+            if (!flowpic_prep_accepts(&prep, &val_ds.config)) {
+                fprintf(stderr, "flowpic: %s: cut with other block settings than the training data\n", o.val_path);
+                status = 1;
+            } else if (!(grown = (size_t *)realloc(val, (val_ds.n_blocks + 1) * sizeof *val))) {
+                fprintf(stderr, "flowpic: %s: out of memory\n", o.val_path);
+                status = 1;
+            }
         }
         for (i = 0; i < ds.n_blocks; i++) train[i] = i;
         n_train = ds.n_blocks;
-        if (!status) {
-            vds = &val_ds;
-            val = (size_t *)realloc(val, (val_ds.n_blocks + 1) * sizeof *val);
+        if (grown) {
+            val = grown;
             for (i = 0; i < val_ds.n_blocks; i++) val[i] = i;
             n_val = val_ds.n_blocks;
         }
