@@ -19,7 +19,7 @@ FUZZ_TARGETS ?= pcap dataset model
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
 BUILD   = build
 
-.PHONY: all test test-unit test-train test-nn test-vectors test-fuzz-replay test-oracle test-online test-sanitize demo bench fuzz clean
+.PHONY: all check test-matrix test-valgrind test-big test test-unit test-faults test-limits test-train test-nn test-vectors test-fuzz-replay test-oracle test-online test-sanitize demo bench fuzz clean
 
 all: flowpic
 
@@ -30,11 +30,28 @@ $(BUILD)/run_tests: $(TEST_SRC) tests/harness.h tests/capbuild.h tests/restamp.h
 	@mkdir -p $(BUILD)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ $(TEST_SRC) $(LDLIBS)
 
+# Fault injection: every allocation, read and write of each path fails in turn.
+$(BUILD)/test_faults: tests/test_faults.c tests/capbuild.c tests/capbuild.h $(HEADERS)
+	@mkdir -p $(BUILD)/faults
+	$(CC) $(ALL_CFLAGS) -I. -Itests -o $@ tests/test_faults.c tests/capbuild.c $(LDLIBS)
+
+test-faults: $(BUILD)/test_faults
+	@mkdir -p build/faults
+	$(BUILD)/test_faults
+
+# The named limits, lowered so that each can be crossed: its own error, no allocation of its size.
+$(BUILD)/test_limits: tests/test_limits.c tests/capbuild.c tests/capbuild.h $(HEADERS)
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CFLAGS) -I. -Itests -o $@ tests/test_limits.c tests/capbuild.c $(LDLIBS)
+
+test-limits: $(BUILD)/test_limits
+	$(BUILD)/test_limits
+
 $(BUILD)/fuzz_replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/replay.c $(LDLIBS)
 
-# The unit tests, the network tests and the fuzz corpora under ASan + UBSan.
+# The unit, network, fault and CLI tests and the fuzz corpora under ASan + UBSan.
 test-sanitize: $(TEST_SRC) $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/run_tests_san $(TEST_SRC) $(LDLIBS)
@@ -43,11 +60,45 @@ test-sanitize: $(TEST_SRC) $(HEADERS)
 	$(BUILD)/test_nn_san
 	$(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/test_online_san tests/test_online.c $(LDLIBS)
 	$(BUILD)/test_online_san
+	@mkdir -p build/faults
+	$(CC) $(WARN) -O1 $(SANITIZE) -I. -Itests -o $(BUILD)/test_faults_san tests/test_faults.c tests/capbuild.c $(LDLIBS)
+	$(BUILD)/test_faults_san
+	$(CC) $(WARN) -O1 $(SANITIZE) -I. -Itests -o $(BUILD)/test_limits_san tests/test_limits.c tests/capbuild.c $(LDLIBS)
+	$(BUILD)/test_limits_san
+	$(CC) $(WARN) -O1 $(SANITIZE) -o $(BUILD)/flowpic_san examples/flowpic.c $(LDLIBS)
+	FLOWPIC=$(BUILD)/flowpic_san sh tests/cli_tests.sh
 	for t in $(FUZZ_TARGETS); do \
 	    $(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/fuzz_replay_san_$$t tests/fuzz/fuzz_$$t.c tests/fuzz/replay.c $(LDLIBS) && \
 	    $(BUILD)/fuzz_replay_san_$$t tests/fuzz/corpus/$$t || exit 1; done
 
-test: test-unit test-nn test-fuzz-replay test-oracle test-train test-online
+# Hardening, next to make test in CI (about 2 minutes): the build matrix, valgrind memcheck over
+# the unit, fault and network tests, a capture of more than 4 GiB through a pipe.
+check: test-matrix test-valgrind test-big
+
+# gcc/clang/C++, FLOWPIC_STATIC, FLOWPIC_NO_STDIO, custom allocators, OpenMP, the examples.
+test-matrix:
+	sh tests/build_matrix.sh
+
+# A capture of more than 4 GiB through a pipe, twice (pcap, pcapng): 64-bit offsets and counters.
+$(BUILD)/big_capture: tests/big_capture.c
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CFLAGS) -o $@ tests/big_capture.c
+
+test-big: $(BUILD)/big_capture flowpic
+	GEN=$(BUILD)/big_capture sh tests/big_test.sh
+
+VALGRIND = valgrind -q --leak-check=full --errors-for-leak-kinds=all --error-exitcode=99
+# Memcheck, leaks included: the unit, fault and limit tests, the network tests but the three slowest
+# (naive vs blocked convolutions and the full net's thread check: about 80 s more under valgrind).
+test-valgrind: $(BUILD)/run_tests $(BUILD)/test_faults $(BUILD)/test_limits $(BUILD)/test_nn
+	@mkdir -p build/faults
+	$(VALGRIND) $(BUILD)/run_tests
+	$(VALGRIND) $(BUILD)/test_faults
+	$(VALGRIND) $(BUILD)/test_limits
+	$(VALGRIND) $(BUILD)/test_nn presets api_errors glorot dropout fpv_reader gradcheck threads_bit_identical_mini \
+	    training_separable model_roundtrip model_rejects vectors
+
+test: test-unit test-faults test-limits test-nn test-fuzz-replay test-oracle test-train test-online
 
 # Train on ../shared/data, classify held-out files; thread determinism of training; the
 # experiment command against the plain pipeline's block and flow counts.

@@ -44,11 +44,19 @@
  * Configuration (define before including)
  *   FLOWPIC_MALLOC(sz) / FLOWPIC_REALLOC(p, sz) / FLOWPIC_FREE(p)   allocator (all or none;
  *                                 also used by pcap_lite unless PCAPL_MALLOC... are defined)
+ *   FLOWPIC_FREAD(f, buf, n)      reads up to n bytes of FILE f: the count, 0 at the end, -1 on
+ *                                 an error (default: fread + ferror; also used by pcap_lite
+ *                                 unless PCAPL_FREAD is defined)
+ *   FLOWPIC_FWRITE(f, buf, n)     writes n bytes to FILE f, returns the count written (default:
+ *                                 fwrite). The two I/O hooks exist for fault-injection tests.
  *   FLOWPIC_ASSERT(x)             assertion (default: assert)
  *   FLOWPIC_STATIC                every function static (also makes pcap_lite static)
  *   FLOWPIC_NO_STDIO              no FILE* / path functions (also PCAPL_NO_STDIO)
  *   FLOWPIC_NO_PCAP_LITE_IMPL     do not compile pcap_lite.h's implementation here
- *   FLOWPIC_DEFAULT_MAX_FLOWS     default cap on live flows (16 M)
+ *   FLOWPIC_DEFAULT_MAX_FLOWS     default cap on live flows (16 M): FLOWPIC_ERR_FLOW_LIMIT
+ *   FLOWPIC_MAX_BLOCK_PACKETS     most packets in one block (2^28): FLOWPIC_ERR_BLOCK_LIMIT
+ *   FLOWPIC_MAX_MODEL_BYTES       largest model file read or written (1 GiB): FLOWPIC_ERR_MODEL_LIMIT
+ *   (the largest capture record and pcapng block: PCAPL_MAX_CAPLEN, PCAPL_MAX_BLOCK in pcap_lite.h)
  *
  * Thread safety: no global state; every object is the caller's. Functions on different objects
  * may run concurrently; one object is used by one thread at a time.
@@ -66,7 +74,11 @@
 #define FLOWPIC_VERSION_STRING "0.1.0"
 
 #ifdef FLOWPIC_STATIC
+#if defined(__GNUC__) || defined(__clang__)
+#define FLOWPIC_DEF static __attribute__((unused)) /* a program uses only some of them */
+#else
 #define FLOWPIC_DEF static
+#endif
 #ifndef PCAPL_STATIC
 #define PCAPL_STATIC
 #endif
@@ -82,6 +94,10 @@
 #define PCAPL_MALLOC(sz) FLOWPIC_MALLOC(sz)
 #define PCAPL_REALLOC(p, sz) FLOWPIC_REALLOC(p, sz)
 #define PCAPL_FREE(p) FLOWPIC_FREE(p)
+#endif
+
+#if defined(FLOWPIC_FREAD) && !defined(PCAPL_FREAD)
+#define PCAPL_FREAD(f, buf, n) FLOWPIC_FREAD(f, buf, n)
 #endif
 
 #include "pcap_lite.h"
@@ -104,7 +120,9 @@ extern "C" {
     X(FLOWPIC_ERR_IO, "input/output error")                                                    \
     X(FLOWPIC_ERR_FORMAT, "bad file format")                                                   \
     X(FLOWPIC_ERR_LIMIT, "limit exceeded")                                                     \
-    X(FLOWPIC_ERR_FLOW_LIMIT, "too many live flows")
+    X(FLOWPIC_ERR_FLOW_LIMIT, "too many live flows")                                        \
+    X(FLOWPIC_ERR_BLOCK_LIMIT, "too many packets in one block")                              \
+    X(FLOWPIC_ERR_MODEL_LIMIT, "model larger than the limit")
 
 typedef enum flowpic_result {
 #define FLOWPIC_X_ENUM(name, msg) name,
@@ -205,7 +223,9 @@ typedef struct flowpic_block_config {
 /* Limits, with the reason. */
 #define FLOWPIC_MAX_OFFSET_NS ((1ull << 48) - 1) /* 48-bit offsets: windows up to 78 hours */
 #define FLOWPIC_MAX_OPEN_WINDOWS 4096            /* L / S: overlapping windows open at once */
+#ifndef FLOWPIC_MAX_BLOCK_PACKETS /* FLOWPIC_ERR_BLOCK_LIMIT beyond it */
 #define FLOWPIC_MAX_BLOCK_PACKETS (1u << 28)     /* packets in one block (2 GB of pairs) */
+#endif
 
 /* One packet of a block: time offset (ns) in the high 48 bits, size in the low 16. */
 typedef uint64_t flowpic_pkt;
@@ -442,7 +462,8 @@ typedef void (*flowpic_progress_fn)(void *user, uint64_t packets, uint64_t bytes
  * after flow in first-seen order, the blocks of the flows label() names (every flow, as class
  * "unlabelled", when label is NULL), under the source name `source`. Blocks are held until the
  * capture ends (memory: 8 bytes a packet in a block). On a reader error the blocks of the
- * packets before it are added and FLOWPIC_ERR_FORMAT is returned with r->error filled. */
+ * packets before it are added, r->error is filled and the result is FLOWPIC_ERR_FORMAT
+ * (FLOWPIC_ERR_NOMEM / FLOWPIC_ERR_IO when the reader ran out of memory / could not read). */
 FLOWPIC_DEF flowpic_result flowpic_dataset_add_capture(flowpic_dataset *ds, pcapl_reader *r, const char *source,
                                                        flowpic_label_fn label, void *label_user,
                                                        flowpic_progress_fn progress, void *progress_user);
@@ -745,7 +766,7 @@ FLOWPIC_DEF flowpic_result flowpic_adam_step(flowpic_net *net, double lr, double
  * here; the file forms (temporary file + rename) belong with the rest of the I/O. */
 
 #ifndef FLOWPIC_MAX_MODEL_BYTES
-#define FLOWPIC_MAX_MODEL_BYTES  (1u << 30)   /* largest model accepted (and written) */
+#define FLOWPIC_MAX_MODEL_BYTES  (1u << 30)   /* largest model accepted and written: FLOWPIC_ERR_MODEL_LIMIT */
 #endif
 #ifndef FLOWPIC_MODEL_MAX_NAME
 #define FLOWPIC_MODEL_MAX_NAME   255          /* bytes of one class name */
@@ -768,13 +789,15 @@ typedef struct flowpic_model_meta {
 /* Serialises net (its params; with FLOWPIC_MODEL_WITH_ADAM also the Adam state), the
  * num_classes class names (1..FLOWPIC_MODEL_MAX_NAME bytes each) and the config blob.
  * *len receives the size of the model; with buf == NULL only the size is computed. Returns
- * FLOWPIC_ERR_LIMIT if cap < *len or the model would exceed FLOWPIC_MAX_MODEL_BYTES. */
+ * FLOWPIC_ERR_LIMIT if cap < *len, FLOWPIC_ERR_MODEL_LIMIT if the model would exceed
+ * FLOWPIC_MAX_MODEL_BYTES. */
 FLOWPIC_DEF flowpic_result flowpic_model_save_mem(const flowpic_net *net, const char *const *class_names,
                                                   const void *config, size_t config_len, unsigned flags,
                                                   unsigned char *buf, size_t cap, size_t *len);
 /* Validates every field of data[0..len) and builds *net (params, and the Adam state if
  * stored) and *meta (may be NULL). On failure returns FLOWPIC_ERR_FORMAT (not a model /
- * corrupt), FLOWPIC_ERR_LIMIT (beyond a named limit) or FLOWPIC_ERR_NOMEM, fills *err (may
+ * corrupt), FLOWPIC_ERR_MODEL_LIMIT (len > FLOWPIC_MAX_MODEL_BYTES), FLOWPIC_ERR_LIMIT (beyond
+ * another named limit) or FLOWPIC_ERR_NOMEM, fills *err (may
  * be NULL) and leaves *net and *meta zeroed. Allocates at most about 4x len. */
 FLOWPIC_DEF flowpic_result flowpic_model_load_mem(flowpic_net *net, flowpic_model_meta *meta,
                                                   const void *data, size_t len, flowpic_error *err);
@@ -1050,6 +1073,15 @@ FLOWPIC_DEF const char *flowpic_decision_state_name(flowpic_decision_state state
 #ifndef FLOWPIC_ASSERT
 #include <assert.h>
 #define FLOWPIC_ASSERT(x) assert(x)
+#endif
+#ifndef FLOWPIC_NO_STDIO
+#ifndef FLOWPIC_FREAD
+#define FLOWPIC_FREAD(f, buf, n) flowpic__fread(f, buf, n)
+#define FLOWPIC__DEFAULT_FREAD
+#endif
+#ifndef FLOWPIC_FWRITE
+#define FLOWPIC_FWRITE(f, buf, n) fwrite(buf, 1, n, f)
+#endif
 #endif
 #ifdef __cplusplus
 #define FLOWPIC_RESTRICT __restrict /* the implementation also compiles as C++ */
@@ -1394,7 +1426,7 @@ static flowpic_result flowpic__cutflow_push(flowpic_cutflow *st, uint64_t rel, u
         uint32_t cap = st->cap ? st->cap * 2 : 16;
         uint64_t *t;
         uint16_t *z;
-        if (st->cap >= FLOWPIC_MAX_BLOCK_PACKETS) return FLOWPIC_ERR_LIMIT;
+        if (st->cap >= FLOWPIC_MAX_BLOCK_PACKETS) return FLOWPIC_ERR_BLOCK_LIMIT;
         t = (uint64_t *)FLOWPIC_REALLOC(st->times, (size_t)cap * sizeof *t);
         if (!t) return FLOWPIC_ERR_NOMEM;
         st->times = t;
@@ -2328,6 +2360,9 @@ static int flowpic__in_fail(flowpic__in *in, uint64_t offset, const char *what, 
     return 0;
 }
 
+/* Bytes left before the checksum (the last 4 bytes): every record, names included, ends there. */
+static size_t flowpic__in_left(const flowpic__in *in) { return in->pos + 4 <= in->len ? in->len - 4 - in->pos : 0; }
+
 static uint64_t flowpic__get_le(flowpic__in *in, int bytes)
 {
     uint64_t v = 0;
@@ -2377,7 +2412,7 @@ static char *flowpic__get_name(flowpic__in *in, int allow_empty)
     size_t at = in->pos, n = (size_t)flowpic__get_le(in, 2), i;
     char *s;
     if (in->failed) return 0;
-    if ((!n && !allow_empty) || n > in->len - in->pos) {
+    if ((!n && !allow_empty) || n > flowpic__in_left(in)) {
         flowpic__in_fail(in, at, "name of %u bytes does not fit", n, 0);
         return 0;
     }
@@ -2397,7 +2432,7 @@ static char *flowpic__get_name(flowpic__in *in, int allow_empty)
 static flowpic_result flowpic__get_names(flowpic__in *in, char ***names, uint32_t n, size_t *cap, int allow_empty)
 {
     uint32_t i;
-    if ((size_t)n > (in->len - in->pos) / 2) {
+    if ((size_t)n > flowpic__in_left(in) / 2) {
         flowpic__in_fail(in, in->pos, "%u names cannot fit in the file", n, 0);
         return FLOWPIC_ERR_FORMAT;
     }
@@ -2465,7 +2500,7 @@ static flowpic_result flowpic__get_header(flowpic__in *in, flowpic_dataset *ds, 
     counts[2] = flowpic__get_le(in, 8); /* flows */
     counts[3] = flowpic__get_le(in, 8); /* blocks */
     counts[4] = flowpic__get_le(in, 8); /* packets */
-    body = in->len - 4 - in->pos;
+    body = flowpic__in_left(in);
     if (counts[0] > FLOWPIC_MAX_CLASSES) {
         flowpic__in_fail(in, 48, "%u classes exceed the limit of %u", counts[0], FLOWPIC_MAX_CLASSES);
         return FLOWPIC_ERR_FORMAT;
@@ -2549,7 +2584,7 @@ static flowpic_result flowpic__get_blocks(flowpic__in *in, flowpic_dataset *ds, 
         size_t end = in->pos + (size_t)bytes[i], at = in->pos;
         uint64_t off = 0;
         uint32_t k;
-        if (bytes[i] > in->len - 4 - in->pos) {
+        if (bytes[i] > flowpic__in_left(in)) {
             flowpic__in_fail(in, at, "packets of block %u run past the end of the file", i, 0);
             break;
         }
@@ -2595,18 +2630,18 @@ FLOWPIC_DEF flowpic_result flowpic_dataset_from_memory(flowpic_dataset *ds, cons
     if (res == FLOWPIC_OK)
         res = flowpic__get_names(&in, &ds->sources, (uint32_t)counts[1], &ds->cap_sources, 1);
     if (res == FLOWPIC_OK) ds->n_sources = (uint32_t)counts[1];
-    if (res == FLOWPIC_OK && counts[2] > (in.len - 4 - in.pos) / FLOWPIC__DS_FLOW) {
+    if (res == FLOWPIC_OK && counts[2] > flowpic__in_left(&in) / FLOWPIC__DS_FLOW) {
         flowpic__in_fail(&in, in.pos, "%u flows cannot fit in the file", counts[2], 0);
         res = FLOWPIC_ERR_FORMAT;
     }
     if (res == FLOWPIC_OK) res = flowpic__get_flows(&in, ds, counts[2]);
-    if (res == FLOWPIC_OK && counts[3] > (in.len - 4 - in.pos) / FLOWPIC__DS_BLOCK) {
+    if (res == FLOWPIC_OK && counts[3] > flowpic__in_left(&in) / FLOWPIC__DS_BLOCK) {
         flowpic__in_fail(&in, in.pos, "%u blocks cannot fit in the file", counts[3], 0);
         res = FLOWPIC_ERR_FORMAT;
     }
     if (res == FLOWPIC_OK) res = flowpic__get_blocks(&in, ds, counts[3], counts[4]);
     if (res == FLOWPIC_OK && in.pos != in.len - 4) {
-        flowpic__in_fail(&in, in.pos, "%u bytes after the last block", in.len - 4 - in.pos, 0);
+        flowpic__in_fail(&in, in.pos, "%u bytes after the last block", flowpic__in_left(&in), 0);
         res = FLOWPIC_ERR_FORMAT;
     }
     if (res != FLOWPIC_OK) {
@@ -2617,6 +2652,14 @@ FLOWPIC_DEF flowpic_result flowpic_dataset_from_memory(flowpic_dataset *ds, cons
 }
 
 #ifndef FLOWPIC_NO_STDIO
+#ifdef FLOWPIC__DEFAULT_FREAD
+static long flowpic__fread(FILE *f, void *buf, size_t n)
+{
+    size_t got = fread(buf, 1, n, f);
+    return got == 0 && ferror(f) ? -1 : (long)got;
+}
+#endif
+
 FLOWPIC_DEF flowpic_result flowpic_read_file(const char *path, uint64_t max, uint8_t **data, size_t *size,
                                              flowpic_error *err)
 {
@@ -2629,22 +2672,21 @@ FLOWPIC_DEF flowpic_result flowpic_read_file(const char *path, uint64_t max, uin
         return FLOWPIC_ERR_IO;
     }
     for (;;) { /* no seeking: works on pipes too */
-        size_t got;
+        long got;
         if (len == cap && (res = flowpic__reserve((void **)&buf, &cap, len + 65536, 1)) != FLOWPIC_OK) break;
-        got = fread(buf + len, 1, cap - len, f);
-        len += got;
+        got = FLOWPIC_FREAD(f, buf + len, cap - len);
+        if (got < 0 || (size_t)got > cap - len) {
+            res = FLOWPIC_ERR_IO;
+            flowpic__error(err, res, len, "read error");
+            break;
+        }
+        len += (size_t)got;
         if (len > max) {
             res = FLOWPIC_ERR_LIMIT;
             flowpic__error(err, res, max, "file larger than the limit");
             break;
         }
-        if (got == 0) {
-            if (ferror(f)) {
-                res = FLOWPIC_ERR_IO;
-                flowpic__error(err, res, len, "read error");
-            }
-            break;
-        }
+        if (got == 0) break;
     }
     fclose(f);
     if (res != FLOWPIC_OK) {
@@ -2699,12 +2741,12 @@ FLOWPIC_DEF flowpic_result flowpic_write_file_atomic(const char *path, const voi
     FILE *f;
     flowpic_result res = flowpic__atomic_open(path, &tmp, &f, err);
     if (res != FLOWPIC_OK) return res;
-    return flowpic__atomic_close(path, tmp, f, fwrite(data, 1, size, f) == size, err);
+    return flowpic__atomic_close(path, tmp, f, FLOWPIC_FWRITE(f, data, size) == size, err);
 }
 
 static flowpic_result flowpic__sink_file(void *user, const uint8_t *data, size_t n)
 {
-    return fwrite(data, 1, n, (FILE *)user) == n ? FLOWPIC_OK : FLOWPIC_ERR_IO;
+    return FLOWPIC_FWRITE((FILE *)user, data, n) == n ? FLOWPIC_OK : FLOWPIC_ERR_IO;
 }
 
 /* The files flowpic writes (data sets, models) go through memory: encode, then one atomic write. */
@@ -3056,7 +3098,8 @@ static flowpic_result flowpic__release(flowpic__held *h, const flowpic_cutter *c
     }
     if (res == FLOWPIC_OK) /* room first, so that no block is half added */
         res = flowpic__reserve((void **)&ds->blocks, &ds->cap_blocks, ds->n_blocks + kept_blocks, sizeof *ds->blocks);
-    if (res == FLOWPIC_OK) qsort(h->held.blocks, h->held.n_blocks, sizeof *h->held.blocks, flowpic__cmp_held);
+    if (res == FLOWPIC_OK && h->held.n_blocks) /* blocks is NULL when there are none; qsort wants a pointer */
+        qsort(h->held.blocks, h->held.n_blocks, sizeof *h->held.blocks, flowpic__cmp_held);
     for (i = 0; res == FLOWPIC_OK && i < h->held.n_blocks; i++) {
         const flowpic_ds_block *b = &h->held.blocks[i];
         if (ds_flow[b->flow] != UINT32_MAX)
@@ -3069,6 +3112,14 @@ static flowpic_result flowpic__release(flowpic__held *h, const flowpic_cutter *c
     FLOWPIC_FREE(ds_flow);
     FLOWPIC_FREE(class_id);
     return res;
+}
+
+/* A reader's failure as a flowpic result: memory and I/O keep their kind, the rest is format. */
+static flowpic_result flowpic__reader_result(pcapl_result code)
+{
+    if (code == PCAPL_ERR_NOMEM) return FLOWPIC_ERR_NOMEM;
+    if (code == PCAPL_ERR_READ || code == PCAPL_ERR_OPEN) return FLOWPIC_ERR_IO;
+    return FLOWPIC_ERR_FORMAT;
 }
 
 FLOWPIC_DEF flowpic_result flowpic_dataset_add_capture(flowpic_dataset *ds, pcapl_reader *r, const char *source,
@@ -3112,7 +3163,7 @@ FLOWPIC_DEF flowpic_result flowpic_dataset_add_capture(flowpic_dataset *ds, pcap
     if (res == FLOWPIC_OK) res = flowpic_cutter_flush(&c);
     if (res == FLOWPIC_OK) res = h.error;
     if (res == FLOWPIC_OK) res = flowpic__release(&h, &c, source_id, label, label_user);
-    if (res == FLOWPIC_OK && r->error.code != PCAPL_OK) res = FLOWPIC_ERR_FORMAT;
+    if (res == FLOWPIC_OK && r->error.code != PCAPL_OK) res = flowpic__reader_result(r->error.code);
     flowpic_cutter_free(&c);
     flowpic_dataset_free(&h.held);
     FLOWPIC_FREE(h.flow_of);
@@ -4627,7 +4678,7 @@ FLOWPIC_DEF flowpic_result flowpic_model_save_mem(const flowpic_net *net, const 
     /* num_params <= FLOWPIC_NN_MAX_PARAMS (2^26): 12 bytes each cannot overflow */
     total = nn_round_up(meta, 4) + 4 * net->num_params + (adam ? 8 + 8 * net->num_params : 0) + 4;
     *len = total;
-    if (total > (size_t)FLOWPIC_MAX_MODEL_BYTES) return FLOWPIC_ERR_LIMIT;
+    if (total > (size_t)FLOWPIC_MAX_MODEL_BYTES) return FLOWPIC_ERR_MODEL_LIMIT;
     if (!buf) return FLOWPIC_OK;
     if (cap < total) return FLOWPIC_ERR_LIMIT;
     memcpy(buf, nn_model_magic, 8);
@@ -4849,7 +4900,7 @@ FLOWPIC_DEF flowpic_result flowpic_model_load_mem(flowpic_net *net, flowpic_mode
     memset(net, 0, sizeof *net);
     if (!data) return NN_FAIL(FLOWPIC_ERR_ARG, 0, "no data");
     if (len > (size_t)FLOWPIC_MAX_MODEL_BYTES)
-        return NN_FAIL_VL(FLOWPIC_ERR_LIMIT, 0, "model of bytes", len, " > FLOWPIC_MAX_MODEL_BYTES ", FLOWPIC_MAX_MODEL_BYTES);
+        return NN_FAIL_VL(FLOWPIC_ERR_MODEL_LIMIT, 0, "model of bytes", len, " > FLOWPIC_MAX_MODEL_BYTES ", FLOWPIC_MAX_MODEL_BYTES);
     r = nn_model_parse_meta(p, len, net, &names_off, &config_off, &config_len, &params_off, &adam, err);
     if (r != FLOWPIC_OK) { memset(net, 0, sizeof *net); return r; }
     /* values before any allocation */
@@ -4883,11 +4934,12 @@ FLOWPIC_DEF flowpic_result flowpic_model_load_mem(flowpic_net *net, flowpic_mode
     {
         unsigned char *block = (unsigned char *)FLOWPIC_MALLOC(block_len);
         const char **ptrs = (const char **)(void *)block;
-        char *text = (char *)(block + ((size_t)net->num_classes + 1) * sizeof(char *));
-        if (!block) {
+        char *text;
+        if (!block) { /* (no arithmetic on the null pointer: found by the fault test under UBSan) */
             flowpic_net_free(net);
             return NN_FAIL(FLOWPIC_ERR_NOMEM, 0, "cannot allocate the class names");
         }
+        text = (char *)(block + ((size_t)net->num_classes + 1) * sizeof(char *));
         for (l = 0, pos = names_off; l < net->num_classes; l++) {
             size_t n = nn_get_u16(p + pos);
             memcpy(text, p + pos + 2, n);
@@ -5205,6 +5257,10 @@ FLOWPIC_DEF flowpic_result flowpic_model_load(flowpic_model *m, const char *path
     uint8_t *data;
     size_t size;
     flowpic_result res = flowpic_read_file(path, FLOWPIC_MAX_MODEL_BYTES, &data, &size, err);
+    if (res == FLOWPIC_ERR_LIMIT) { /* the file is larger than FLOWPIC_MAX_MODEL_BYTES */
+        res = FLOWPIC_ERR_MODEL_LIMIT;
+        if (err) err->code = res;
+    }
     if (res != FLOWPIC_OK) {
         memset(m, 0, sizeof *m);
         return res;

@@ -44,6 +44,8 @@
  *
  * Configuration (define before including)
  *   PCAPL_MALLOC(sz) / PCAPL_REALLOC(p, sz) / PCAPL_FREE(p)   allocator (all three or none)
+ *   PCAPL_FREAD(f, buf, n) reads up to n bytes of FILE f: the count, 0 at the end, -1 on an
+ *                          error (default: fread + ferror). A hook for fault-injection tests.
  *   PCAPL_ASSERT(x)        assertion (default: assert)
  *   PCAPL_STATIC           make every function static
  *   PCAPL_NO_STDIO         no FILE* / path sources
@@ -68,7 +70,11 @@
 #define PCAPL_VERSION_STRING "0.1.0"
 
 #ifdef PCAPL_STATIC
+#if defined(__GNUC__) || defined(__clang__)
+#define PCAPL_DEF static __attribute__((unused)) /* a program uses only some of them */
+#else
 #define PCAPL_DEF static
+#endif
 #else
 #define PCAPL_DEF extern
 #endif
@@ -310,6 +316,10 @@ PCAPL_DEF void pcapl_format_address(int ip_version, const uint8_t *addr, char *o
 #else
 #define PCAPL__PREFETCH(addr) ((void)0)
 #endif
+#if !defined(PCAPL_NO_STDIO) && !defined(PCAPL_FREAD)
+#define PCAPL_FREAD(f, buf, n) pcapl__fread(f, buf, n)
+#define PCAPL__DEFAULT_FREAD
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -422,14 +432,18 @@ static pcapl_result pcapl__fail(pcapl_reader *r, pcapl_result code, uint64_t rec
  * sources refill buf, moving the unread tail to the front, and grow it (up to the record limits
  * the callers check first) when one record is larger than the buffer. */
 
+#ifdef PCAPL__DEFAULT_FREAD
+static long pcapl__fread(FILE *f, void *buf, size_t n)
+{
+    size_t got = fread(buf, 1, n, f);
+    return got == 0 && ferror(f) ? -1 : (long)got;
+}
+#endif
+
 static long pcapl__read_source(pcapl_reader *r, uint8_t *dst, size_t want)
 {
 #ifndef PCAPL_NO_STDIO
-    if (r->file) {
-        size_t got = fread(dst, 1, want, r->file);
-        if (got == 0 && ferror(r->file)) return -1;
-        return (long)got;
-    }
+    if (r->file) return PCAPL_FREAD(r->file, dst, want);
 #endif
     return r->read_fn(r->read_user, dst, want);
 }

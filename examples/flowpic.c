@@ -12,9 +12,17 @@
  *   flowpic help [COMMAND]                    usage
  *
  * Build: cc -O2 -o flowpic examples/flowpic.c -lm   (from the top of the repository)
- * Exit status: 0 success, 1 runtime error (bad input, I/O), 2 usage error.
+ * Exit status: 0 success, 1 runtime error (bad input, I/O), 2 usage error; SIGINT / SIGTERM end
+ * the run cleanly, then by the same signal (see "interrupts").
  */
-#define _POSIX_C_SOURCE 200809L /* the CLI only: isatty, stat, clock_gettime, inet_pton */
+#define _POSIX_C_SOURCE 200809L /* the CLI only: isatty, stat, clock_gettime, inet_pton, sigaction */
+#include <stdio.h>
+
+/* Every read and write of the library goes through these (see "interrupts" below). */
+static long read_unless_interrupted(FILE *f, void *buf, size_t n);
+static size_t write_unless_interrupted(FILE *f, const void *buf, size_t n);
+#define FLOWPIC_FREAD(f, buf, n) read_unless_interrupted(f, buf, n)
+#define FLOWPIC_FWRITE(f, buf, n) write_unless_interrupted(f, buf, n)
 #define FLOWPIC_IMPLEMENTATION
 #include "../flowpic.h"
 
@@ -43,6 +51,57 @@
 
 enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
+/* ---- interrupts ------------------------------------------------------------------------------
+ * SIGINT and SIGTERM only set a flag. Every library read and write fails once it is set, so
+ * reading a capture, a data set or a model stops at the next buffer (and a blocked read returns
+ * at once: no SA_RESTART), and a file being written is abandoned: its temporary is removed and
+ * the existing output stays as it was. Long loops (training) test interrupted() themselves. The
+ * command then fails as after an I/O error and main() ends the process by the same signal, so a
+ * calling shell sees the interruption. A second signal ends the process at once. */
+
+static volatile sig_atomic_t interrupt_signal; /* the signal received, 0 = none */
+
+static void on_interrupt(int sig) { interrupt_signal = sig; }
+
+/* A signal ignored at start stays ignored (a shell script's background jobs ignore SIGINT). */
+static void catch_interrupts(void)
+{
+    static const int signals[] = {SIGINT, SIGTERM};
+    struct sigaction sa, old;
+    size_t i;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sa.sa_flags = (int)SA_RESETHAND; /* the second signal takes the default action */
+    sigemptyset(&sa.sa_mask);
+    for (i = 0; i < sizeof signals / sizeof signals[0]; i++)
+        if (sigaction(signals[i], 0, &old) == 0 && old.sa_handler != SIG_IGN) sigaction(signals[i], &sa, 0);
+}
+
+static int interrupted(void) { return interrupt_signal != 0; }
+
+/* After the command has cleaned up: "flowpic: interrupted", then the default action. */
+static void end_if_interrupted(void)
+{
+    if (!interrupted()) return;
+    fprintf(stderr, "flowpic: interrupted\n");
+    fflush(0);
+    signal(interrupt_signal, SIG_DFL);
+    raise(interrupt_signal);
+}
+
+static long read_unless_interrupted(FILE *f, void *buf, size_t n)
+{
+    size_t got;
+    if (interrupted()) return -1;
+    got = fread(buf, 1, n, f); /* what arrived before a signal is still delivered */
+    return got == 0 && (ferror(f) || interrupted()) ? -1 : (long)got;
+}
+
+static size_t write_unless_interrupted(FILE *f, const void *buf, size_t n)
+{
+    return interrupted() ? 0 : fwrite(buf, 1, n, f);
+}
+
 /* ---- messages -------------------------------------------------------------------------------- */
 
 /* "flowpic: what 'arg'" and a pointer to the command's help, exit status 2 follows. */
@@ -66,7 +125,10 @@ static void fail_value(const char *cmd, const char *name, const char *value)
 static void report_reader_error(const char *path, const pcapl_reader *r)
 {
     const pcapl_error *e = &r->error;
-    if (e->code == PCAPL_ERR_OPEN || e->code == PCAPL_ERR_EMPTY)
+    if (interrupted() && e->code == PCAPL_ERR_READ)
+        fprintf(stderr, "flowpic: %s: interrupted at record %llu, offset %llu\n", path,
+                (unsigned long long)e->record, (unsigned long long)e->offset);
+    else if (e->code == PCAPL_ERR_OPEN || e->code == PCAPL_ERR_EMPTY)
         fprintf(stderr, "flowpic: %s: %s\n", path, e->reason);
     else
         fprintf(stderr, "flowpic: %s: record %llu, offset %llu: %s\n", path,
@@ -824,6 +886,76 @@ static int cmd_flows(int argc, char **argv)
     return status;
 }
 
+/* ---- outputs ---------------------------------------------------------------------------------
+ * Every file the CLI writes goes through PATH.tmp, renamed over PATH at the end, so a failed or
+ * interrupted run removes its temporary and leaves an existing PATH as it was. A PATH that is a
+ * device or a pipe (/dev/stdout, /dev/full, a FIFO) is written directly: renaming over it would
+ * replace the device node. */
+
+typedef struct atomic_file {
+    FILE *f;
+    char tmp[4096]; /* "" when PATH is written directly */
+    const char *path;
+} atomic_file;
+
+static int is_stream(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
+static int atomic_open(atomic_file *a, const char *path)
+{
+    a->path = path;
+    a->tmp[0] = '\0';
+    if (!is_stream(path) && (size_t)snprintf(a->tmp, sizeof a->tmp, "%s.tmp", path) >= sizeof a->tmp) {
+        fprintf(stderr, "flowpic: %s: path too long\n", path);
+        return 0;
+    }
+    a->f = fopen(a->tmp[0] ? a->tmp : path, "wb");
+    if (!a->f) fprintf(stderr, "flowpic: %s: cannot create: %s\n", a->tmp[0] ? a->tmp : path, strerror(errno));
+    return a->f != 0;
+}
+
+/* Closes, then renames (ok) or removes the temporary; 1 when PATH holds the new contents. */
+static int atomic_close(atomic_file *a, int ok)
+{
+    int err = 0;
+    ok = ok && !ferror(a->f) && !interrupted();
+    if (!ok) err = errno;
+    if (fclose(a->f) != 0 && ok) {
+        ok = 0;
+        err = errno;
+    }
+    if (ok && a->tmp[0] && rename(a->tmp, a->path) != 0) {
+        ok = 0;
+        err = errno;
+    }
+    if (ok) return 1;
+    if (a->tmp[0]) remove(a->tmp);
+    if (interrupted())
+        fprintf(stderr, "flowpic: %s: not written (interrupted)\n", a->path);
+    else
+        fprintf(stderr, "flowpic: %s: cannot write: %s\n", a->path, err ? strerror(err) : "write error");
+    return 0;
+}
+
+/* One buffer to PATH as above; 0 after printing the error. */
+static int write_output(const char *path, const void *data, size_t size)
+{
+    atomic_file a;
+    return atomic_open(&a, path) && atomic_close(&a, write_unless_interrupted(a.f, data, size) == size);
+}
+
+/* A data set or model the library encoded (and malloc'd) to PATH; 0 after printing the error. */
+static int write_encoded(const char *path, flowpic_result encoded, uint8_t *data, size_t size)
+{
+    int ok = encoded == FLOWPIC_OK && write_output(path, data, size);
+    if (encoded != FLOWPIC_OK) fprintf(stderr, "flowpic: %s: %s\n", path, flowpic_result_string(encoded));
+    free(data);
+    return ok;
+}
+
 /* ---- extract --------------------------------------------------------------------------------- */
 
 static void print_class_summary(FILE *out, const flowpic_dataset *ds)
@@ -866,7 +998,6 @@ static int cmd_extract(int argc, char **argv)
     selection sel;
     flowpic_block_config cfg;
     flowpic_dataset ds;
-    flowpic_error err;
     int first = parse_selection("extract", &sel, argc, argv, &cfg, 0, 0), skipped = 0, status;
     if (first == -2) return EXIT_RUNTIME;
     if (first < 0) return EXIT_USAGE;
@@ -885,8 +1016,10 @@ static int cmd_extract(int argc, char **argv)
     if (status != 0) {
         fprintf(stderr, "flowpic: %s: not written (an input failed)\n", sel.output);
     } else {
-        if (flowpic_dataset_save(&ds, sel.output, &err) != FLOWPIC_OK) {
-            fprintf(stderr, "flowpic: %s: %s\n", sel.output, err.reason);
+        uint8_t *data = 0;
+        size_t size = 0;
+        flowpic_result encoded = flowpic_dataset_to_memory(&ds, &data, &size);
+        if (!write_encoded(sel.output, encoded, data, size)) {
             status = 1;
         } else {
             printf("wrote %s: %llu blocks, %llu packets, %u classes, %u captures", sel.output,
@@ -1121,7 +1254,6 @@ static int cmd_render(int argc, char **argv)
     render_options ro;
     flowpic_dataset ds;
     flowpic_picture pic;
-    flowpic_error err;
     const flowpic_ds_block *b;
     uint8_t *data = 0;
     size_t size = 0;
@@ -1159,9 +1291,10 @@ static int cmd_render(int argc, char **argv)
         if (r == FLOWPIC_OK)
             r = ends_with(sel.output, ".pgm") ? flowpic_picture_pgm(&pic, scale, dot, &data, &size)
                                               : flowpic_picture_png(&pic, scale, dot, &data, &size);
-        if (r == FLOWPIC_OK) r = flowpic_write_file_atomic(sel.output, data, size, &err);
         if (r != FLOWPIC_OK) {
-            fprintf(stderr, "flowpic: %s: %s\n", sel.output, r == FLOWPIC_ERR_IO ? err.reason : flowpic_result_string(r));
+            fprintf(stderr, "flowpic: %s: %s\n", sel.output, flowpic_result_string(r));
+            status = 1;
+        } else if (!write_output(sel.output, data, size)) {
             status = 1;
         } else {
             printf("wrote %s: block %llu (%s, ", sel.output, ro.index, ds.classes[b->label]);
@@ -1178,34 +1311,6 @@ static int cmd_render(int argc, char **argv)
 }
 
 /* ---- export ---------------------------------------------------------------------------------- */
-
-/* A file written through PATH.tmp and renamed at the end; nothing is left on failure. */
-typedef struct atomic_file {
-    FILE *f;
-    char tmp[4096];
-    const char *path;
-} atomic_file;
-
-static int atomic_open(atomic_file *a, const char *path)
-{
-    a->path = path;
-    if ((size_t)snprintf(a->tmp, sizeof a->tmp, "%s.tmp", path) >= sizeof a->tmp) return 0;
-    a->f = fopen(a->tmp, "wb");
-    if (!a->f) fprintf(stderr, "flowpic: %s: cannot create: %s\n", a->tmp, strerror(errno));
-    return a->f != 0;
-}
-
-static int atomic_close(atomic_file *a, int ok)
-{
-    ok = !ferror(a->f) && ok;
-    ok = fclose(a->f) == 0 && ok;
-    if (ok && rename(a->tmp, a->path) != 0) ok = 0;
-    if (!ok) {
-        fprintf(stderr, "flowpic: %s: cannot write: %s\n", a->path, strerror(errno));
-        remove(a->tmp);
-    }
-    return ok;
-}
 
 /* "OUT.npy" -> "OUT.<what>" */
 static void sibling_path(char *out, size_t cap, const char *npy, const char *what)
@@ -1369,14 +1474,21 @@ static void balance_blocks(const flowpic_dataset *ds, size_t *blocks, size_t *n,
 typedef struct train_progress {
     int on, epoch, epochs;
     double start, last;
+    size_t total;             /* blocks in the epoch */
+    flowpic_epoch_stats done; /* of the slices before the current one */
 } train_progress;
 
-static void show_train_progress(void *user, size_t done, size_t total, const flowpic_epoch_stats *s)
+static void show_train_progress(void *user, size_t slice_done, size_t slice_total, const flowpic_epoch_stats *slice)
 {
     train_progress *p = (train_progress *)user;
     double t = now_seconds(), rate;
+    size_t done = p->done.samples + slice_done, total = p->total;
+    flowpic_epoch_stats all, *s = &all;
     int bar, k;
-    if (!p->on || (done < total && t - p->last < 0.16)) return;
+    if (!p->on || (slice_done < slice_total && t - p->last < 0.16)) return;
+    all.samples = done;
+    all.correct = p->done.correct + slice->correct;
+    all.loss = done ? (p->done.loss * (double)p->done.samples + slice->loss * (double)slice->samples) / (double)done : 0;
     p->last = t;
     rate = t > p->start ? (double)done / (t - p->start) : 0;
     bar = total ? (int)(20 * done / total) : 20;
@@ -1385,6 +1497,29 @@ static void show_train_progress(void *user, size_t done, size_t total, const flo
     fprintf(stderr, "] %3.0f%%  loss %.4f  acc %.3f  %.0f samples/s  ETA %.0f s ", 100.0 * (double)done / (double)total,
             s->loss, s->samples ? (double)s->correct / (double)s->samples : 0.0, rate,
             rate > 0 ? (double)(total - done) / rate : 0.0);
+}
+
+/* One epoch in slices of 16 batches, so that an interruption stops it within a slice: the same
+ * batches, dropout draws and Adam steps as a single flowpic_train_epoch call. */
+static flowpic_result train_epoch(flowpic_model *m, flowpic_workspace *ws, const flowpic_dataset *ds,
+                                  const size_t *blocks, const int *labels, size_t n, int batch, double lr,
+                                  flowpic_rng *rng, train_progress *tp, flowpic_epoch_stats *st)
+{
+    size_t slice = (size_t)batch * 16, at;
+    memset(&tp->done, 0, sizeof tp->done);
+    tp->total = n;
+    for (at = 0; at < n && !interrupted(); at += slice) {
+        flowpic_epoch_stats part;
+        size_t samples = tp->done.samples;
+        flowpic_result r = flowpic_train_epoch(m, ws, ds, blocks + at, labels + at, n - at < slice ? n - at : slice,
+                                               batch, lr, rng, show_train_progress, tp, &part);
+        if (r != FLOWPIC_OK) return r;
+        tp->done.samples += part.samples;
+        tp->done.correct += part.correct;
+        tp->done.loss = (tp->done.loss * (double)samples + part.loss * (double)part.samples) / (double)tp->done.samples;
+    }
+    *st = tp->done;
+    return FLOWPIC_OK;
 }
 
 /* ---- fitting: the training recipe of train and experiment ------------------------------------ */
@@ -1399,6 +1534,7 @@ typedef struct fit_setup {
     int progress;           /* a progress bar on stderr */
     int log;                /* one TSV line per epoch on stdout */
     const int *model_class; /* data-set label -> model class; NULL: the same */
+    const char *cmd, *output; /* for messages: the command, and the file an interruption leaves unwritten */
 } fit_setup;
 
 typedef struct split_scores {
@@ -1576,12 +1712,17 @@ static int fit(flowpic_model *m, const flowpic_dataset *ds, const size_t *train,
             eds = &aug;
             eblocks = ident;
         }
-        if (flowpic_train_epoch(m, &ws, eds, eblocks, labels, n, (int)s->batch, s->lr, rng, show_train_progress, &tp, &st) !=
-            FLOWPIC_OK) {
+        if (train_epoch(m, &ws, eds, eblocks, labels, n, (int)s->batch, s->lr, rng, &tp, &st) != FLOWPIC_OK) {
             fprintf(stderr, "\nflowpic: training failed\n");
             ok = 0;
         }
         if (augmenting) flowpic_dataset_free(&aug);
+        if (ok && interrupted()) {
+            fprintf(stderr, "%sflowpic: %s: interrupted in epoch %llu", tp.on ? "\n" : "", s->cmd, e);
+            if (s->output) fprintf(stderr, "; %s not written", s->output);
+            fputc('\n', stderr);
+            ok = 0;
+        }
         if (!ok) break;
         if (tp.on) fputc('\n', stderr);
         memset(&v, 0, sizeof v);
@@ -1822,7 +1963,6 @@ static int cmd_train(int argc, char **argv)
     const flowpic_dataset *vds = &ds;
     flowpic_model m;
     flowpic_rng rng;
-    flowpic_error err;
     size_t *train = 0, *val = 0, n_train = 0, n_val = 0, i;
     int first, status = 0;
     double best_score = 1e300;
@@ -1852,18 +1992,27 @@ static int cmd_train(int argc, char **argv)
     }
     train = (size_t *)malloc((ds.n_blocks + 1) * sizeof *train);
     val = (size_t *)malloc((ds.n_blocks + 1) * sizeof *val);
-    if (o.val_path) {
-        if (!load_datasets(1, &o.val_path, &val_ds)) status = 1;
-        else if (!flowpic_prep_accepts(&m.prep, &val_ds.config)) {
-            fprintf(stderr, "flowpic: %s: cut with other block settings than the training data\n", o.val_path);
-            flowpic_dataset_free(&val_ds);
+    if (!train || !val) {
+        fprintf(stderr, "flowpic: train: out of memory for %llu blocks\n", (unsigned long long)ds.n_blocks);
+        status = 1;
+    } else if (o.val_path) {
+        size_t *grown = 0;
+        if (!load_datasets(1, &o.val_path, &val_ds)) {
             status = 1;
+        } else {
+            vds = &val_ds; /* freed at the end, whatever happens next */
+            if (!flowpic_prep_accepts(&m.prep, &val_ds.config)) {
+                fprintf(stderr, "flowpic: %s: cut with other block settings than the training data\n", o.val_path);
+                status = 1;
+            } else if (!(grown = (size_t *)realloc(val, (val_ds.n_blocks + 1) * sizeof *val))) {
+                fprintf(stderr, "flowpic: %s: out of memory\n", o.val_path);
+                status = 1;
+            }
         }
         for (i = 0; i < ds.n_blocks; i++) train[i] = i;
         n_train = ds.n_blocks;
-        if (!status) {
-            vds = &val_ds;
-            val = (size_t *)realloc(val, (val_ds.n_blocks + 1) * sizeof *val);
+        if (grown) {
+            val = grown;
             for (i = 0; i < val_ds.n_blocks; i++) val[i] = i;
             n_val = val_ds.n_blocks;
         }
@@ -1877,13 +2026,17 @@ static int cmd_train(int argc, char **argv)
                (unsigned long long)n_val, ds.n_classes, r.fit.batch, r.fit.lr, r.seed);
         printf("epoch\ttrain_loss\ttrain_acc\tval_loss\tval_acc\tval_balanced_acc\tseconds\n");
         r.fit.log = 1;
+        r.fit.cmd = "train";
+        r.fit.output = o.output;
         if (!fit(&m, &ds, train, n_train, vds, val, n_val, &r.fit, &rng, &best_score)) status = 1;
     }
     if (!status && n_val && r.fit.keep_best && best_score < 1e300)
         printf("kept the weights of the epoch with the lowest validation loss (%.4f)\n", best_score);
     if (!status) {
-        if (flowpic_model_save(&m, o.output, &err) != FLOWPIC_OK) {
-            fprintf(stderr, "flowpic: %s: %s\n", o.output, err.reason);
+        uint8_t *data = 0;
+        size_t size = 0;
+        flowpic_result encoded = flowpic_model_to_memory(&m, &data, &size);
+        if (!write_encoded(o.output, encoded, data, size)) {
             status = 1;
         } else {
             printf("wrote %s\n", o.output);
@@ -2032,7 +2185,8 @@ done:
 
 /* ---- online: classify --follow / classify MODEL -, live --------------------------------------
  * Packets go one by one into a flowpic_classifier; each decision is one TSV line, flushed at once.
- * SIGINT / SIGTERM stop the input: open blocks become final decisions, then exit status 0.
+ * SIGINT / SIGTERM stop the input: open blocks become final decisions, then exit status 0 (for
+ * these commands an interruption is the normal end, unlike the abort of "interrupts" above).
  * SIGUSR1 prints the statistics on stderr (they are also printed at the end). */
 
 static volatile sig_atomic_t online_stop, online_stats;
@@ -2852,6 +3006,8 @@ static int exp_run_split(exp_context *x, size_t *train, size_t n_train, const si
     flowpic_rng_seed(&rng, seed);
     fs.model_class = x->model_class;
     fs.log = 0;
+    fs.cmd = "experiment";
+    fs.output = x->o->json_path;
     if (ok) exp_pick_validation(x, train, &n_train, val, &n_val, &rng);
     if (ok && x->r->undersample) balance_blocks(ds, train, &n_train, x->model_class, &rng);
     ok = ok && recipe_model(x->r, ds, x->classes, x->n_classes, &rng, &m, "experiment");
@@ -3833,6 +3989,7 @@ static int cmd_help(int argc, char **argv)
 int main(int argc, char **argv)
 {
     const command *c;
+    int status;
     if (argc < 2) {
         print_usage(stderr);
         return EXIT_USAGE;
@@ -3852,5 +4009,8 @@ int main(int argc, char **argv)
         print_help(c);
         return 0;
     }
-    return c->run(argc - 1, argv + 1);
+    catch_interrupts();
+    status = c->run(argc - 1, argv + 1);
+    end_if_interrupted();
+    return status;
 }

@@ -209,6 +209,19 @@ void test_dataset_bad_files(void)
         CHECK_EQ(err.offset, packets + 1);
         free(padded);
     }
+    /* a name that runs into the checksum (found by the fuzzer: the flow count was then checked
+     * against a negative remainder, and the flows read past the end) */
+    {
+        uint8_t *crash;
+        size_t crash_size;
+        CHECK_EQ(flowpic_read_file("tests/fuzz/corpus/dataset/crash-name-over-checksum", 4096, &crash, &crash_size, &err),
+                 FLOWPIC_OK);
+        restamp_crc(crash, crash_size);
+        CHECK_EQ(flowpic_dataset_from_memory(&ds, crash, crash_size, &err), FLOWPIC_ERR_FORMAT);
+        CHECK_EQ(err.offset, 126);
+        CHECK_STR(err.reason, "name of 2 bytes does not fit");
+        free(crash);
+    }
     /* a damaged byte anywhere: the checksum */
     data[size / 2] ^= 0x40;
     CHECK_EQ(flowpic_dataset_from_memory(&ds, data, size, &err), FLOWPIC_ERR_FORMAT);
@@ -372,6 +385,14 @@ void test_dataset_add_capture(void)
     CHECK_EQ(r.error.code, PCAPL_ERR_TRUNCATED);
     CHECK_EQ(ds.n_blocks, 3); /* 443, 53, 8080: the second 443 generation has only 9 packets */
     CHECK_STR(ds.classes[0], "unlabelled");
+    pcapl_close(&r);
+    flowpic_dataset_free(&ds);
+    /* a capture that gives no block at all (found by fault injection: qsort of a NULL block
+     * array, undefined behaviour that the sanitizer build reports) */
+    flowpic_dataset_init(&ds, &cfg);
+    CHECK_EQ(pcapl_open_memory(&r, b.data, 24), PCAPL_OK);
+    CHECK_EQ(flowpic_dataset_add_capture(&ds, &r, "empty", 0, 0, 0, 0), FLOWPIC_OK);
+    CHECK_EQ(ds.n_blocks, 0);
     pcapl_close(&r);
     flowpic_dataset_free(&ds);
     cb_free(&b);

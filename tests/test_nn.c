@@ -1529,7 +1529,7 @@ static void test_model_rejects(void)
     fx.bad[fx.len - 1] ^= 1;
     expect_reject(&fx, fx.len, FLOWPIC_ERR_FORMAT, fx.len - 4, "CRC", __LINE__);
     memcpy(fx.bad, fx.good, fx.len);
-    expect_reject(&fx, (size_t)FLOWPIC_MAX_MODEL_BYTES + 1, FLOWPIC_ERR_LIMIT, 0, "FLOWPIC_MAX_MODEL_BYTES", __LINE__);
+    expect_reject(&fx, (size_t)FLOWPIC_MAX_MODEL_BYTES + 1, FLOWPIC_ERR_MODEL_LIMIT, 0, "FLOWPIC_MAX_MODEL_BYTES", __LINE__);
     /* each field, CRC made valid again so the field check itself is exercised */
     REJECT(fx.bad[0] = 'X', FLOWPIC_ERR_FORMAT, 0, "magic");
     REJECT(nn_put_u32(fx.bad + 8, 2), FLOWPIC_ERR_FORMAT, 8, "version");
