@@ -1669,9 +1669,15 @@ static int augment_blocks(const flowpic_dataset *ds, const size_t *blocks, size_
 
 /* Trains m on train[] of ds for s->epochs, validating on val[] of vds after each epoch (when
  * n_val), early stopping after s->patience epochs without a better validation score and keeping
- * the best weights when asked. 1 on success; *best_score gets the best validation score. */
+ * the best weights when asked. 1 on success; *out gets the best validation score, the epochs
+ * run and the best epoch. */
+typedef struct fit_result {
+    double best_score;                      /* 1e300 without validation */
+    unsigned long long epochs, best_epoch;  /* best_epoch 0: without validation */
+} fit_result;
+
 static int fit(flowpic_model *m, const flowpic_dataset *ds, const size_t *train, size_t n_train, const flowpic_dataset *vds,
-               const size_t *val, size_t n_val, const fit_setup *s, flowpic_rng *rng, double *best_score)
+               const size_t *val, size_t n_val, const fit_setup *s, flowpic_rng *rng, fit_result *out)
 {
     flowpic_workspace ws, ews;
     size_t cap = n_train * (s->oversample ? m->n_classes : 1) + 1, *order = (size_t *)malloc(cap * sizeof *order);
@@ -1681,6 +1687,7 @@ static int fit(flowpic_model *m, const flowpic_dataset *ds, const size_t *train,
     unsigned long long e, since_best = 0;
     double best_val = 1e300;
     int augmenting = flowpic_augment_active(&s->aug);
+    memset(out, 0, sizeof *out);
     memset(&ws, 0, sizeof ws);
     memset(&ews, 0, sizeof ews);
     if (!order || !ident || !labels || !best || flowpic_workspace_init(&ws, &m->net, (int)s->batch, FLOWPIC_WS_TRAIN) != FLOWPIC_OK ||
@@ -1741,6 +1748,7 @@ static int fit(flowpic_model *m, const flowpic_dataset *ds, const size_t *train,
         score = s->balanced_loss ? v.balanced_loss : v.loss;
         if (score < best_val) {
             best_val = score;
+            out->best_epoch = e;
             since_best = 0;
             memcpy(best, m->net.params, m->net.num_params * sizeof *best);
         } else if (s->patience && ++since_best >= s->patience) {
@@ -1748,7 +1756,8 @@ static int fit(flowpic_model *m, const flowpic_dataset *ds, const size_t *train,
         }
     }
     if (ok && n_val && s->keep_best && best_val < 1e300) memcpy(m->net.params, best, m->net.num_params * sizeof *best);
-    *best_score = best_val;
+    out->best_score = best_val;
+    out->epochs = e > s->epochs ? s->epochs : e;
     flowpic_workspace_free(&ws);
     flowpic_workspace_free(&ews);
     free(order);
@@ -1777,6 +1786,15 @@ static void recipe_defaults(recipe *r)
     r->fit.lr = 1e-3;
     r->fit.keep_best = 1;
     r->fit.progress = -1;
+    /* the best recipe on ../shared/data (docs/RESULTS.md): every class oversampled to the
+     * largest, half of the samples augmented with all five augmentations */
+    r->fit.oversample = 1;
+    r->fit.aug.share = 0.5;
+    r->fit.aug.rtt = 0.5;
+    r->fit.aug.shift_s = 1;
+    r->fit.aug.loss_s = 0.1;
+    r->fit.aug.thin = 0.5;
+    r->fit.aug.truncate_s = 10;
 }
 
 /* 1 taken, 0 not a recipe option, -1 bad value. */
@@ -1808,8 +1826,13 @@ static int recipe_option(recipe *r, const char *name, const char *value)
 
 static int recipe_flag(recipe *r, const char *name)
 {
-    if (!strcmp(name, "--balance")) return r->undersample = 1;
-    if (!strcmp(name, "--oversample")) return r->fit.oversample = 1;
+    if (!strcmp(name, "--balance")) return (r->fit.oversample = 0) == 0 && (r->undersample = 1);
+    if (!strcmp(name, "--oversample")) return (r->undersample = 0) == 0 && (r->fit.oversample = 1);
+    if (!strcmp(name, "--no-balance")) return (r->undersample = r->fit.oversample = 0) == 0;
+    if (!strcmp(name, "--no-augment")) {
+        memset(&r->fit.aug, 0, sizeof r->fit.aug);
+        return 1;
+    }
     if (!strcmp(name, "--paper-schedule")) return r->paper_schedule = 1;
     if (!strcmp(name, "--keep-best")) return r->fit.keep_best = 1;
     if (!strcmp(name, "--no-keep-best")) return (r->fit.keep_best = 0) == 0;
@@ -1831,10 +1854,7 @@ static void recipe_finish(recipe *r)
      * single-packet pixels of sparse pictures too faint to learn from (docs/RESULTS.md) */
     if (!r->has_transform) r->transform = r->arch == FLOWPIC_ARCH_FULL ? FLOWPIC_VALUE_RAW : FLOWPIC_VALUE_LOG1P;
     if (!r->has_batch) r->fit.batch = r->arch == FLOWPIC_ARCH_FULL ? 32 : 64;
-    if (!r->has_epochs) r->fit.epochs = 20;
-    if (flowpic_augment_active(&r->fit.aug) == 0 && r->fit.aug.share == 0 &&
-        (r->fit.aug.rtt > 0 || r->fit.aug.shift_s > 0 || r->fit.aug.loss_s > 0 || r->fit.aug.thin > 0 || r->fit.aug.truncate_s > 0))
-        r->fit.aug.share = 0.5;
+    if (!r->has_epochs) r->fit.epochs = 15;
     if (r->fit.progress < 0) r->fit.progress = isatty(fileno(stderr));
 #ifdef _OPENMP
     if (r->threads) omp_set_num_threads((int)r->threads);
@@ -1859,25 +1879,27 @@ static const char recipe_help[] =
     "  --net full|mini        the paper's net (1500 x 1500) or tcbench's LeNet-5 (32 / 64)  [mini]\n"
     "  --res R                picture resolution                     [full: 1500, mini: 64]\n"
     "  --transform T          raw, clip255, scale, binary, log1p     [full: raw, mini: log1p]\n"
-    "  --epochs N             passes over the training blocks        [20]\n"
+    "  --epochs N             passes over the training blocks        [15]\n"
     "  --patience N           stop after N epochs without a better validation score [0: never]\n"
     "  --batch N              blocks per Adam step                   [full: 32, mini: 64]\n"
     "  --lr X                 Adam learning rate                     [0.001]\n"
-    "  --seed N               one seed for split, init, order, dropout [1]\n"
+    "  --seed N               one seed for split, init, order, dropout, augmentation [1]\n"
     "  --threads N            OpenMP threads (builds with OPENMP=1)  [all]\n"
-    "  --balance              undersample every class to the smallest (the paper's recipe)\n"
-    "  --oversample           each epoch, repeat random blocks of smaller classes up to the largest\n"
+    "  --oversample           each epoch, repeat random blocks of smaller classes up to the largest [on]\n"
+    "  --balance              undersample every class to the smallest instead (the paper's recipe)\n"
+    "  --no-balance           neither\n"
     "  --balanced-loss        validate on the mean over classes of each class's loss\n"
     "  --keep-best, --no-keep-best  keep the weights of the best validation score [on]\n"
     "  --paper-schedule       the paper's setup: full net, 1500 x 1500, raw counts, batch 128\n"
     "  --progress, --no-progress    progress bar on stderr   [when stderr is a terminal]\n"
-    "augmentations of the training samples, drawn anew each epoch (docs/RESULTS.md):\n"
-    "  --aug-share P          share of the samples augmented         [0.5 when one is on]\n"
-    "  --aug-rtt X            time offsets x U(1 - X, 1 + X)  (tcbench: 0.5)\n"
-    "  --aug-shift S          time shift by U(-S, S) seconds  (tcbench: 1)\n"
-    "  --aug-loss S           drop the packets within +- S s of a random instant (tcbench: 0.1)\n"
-    "  --aug-thin P           drop each packet with probability U(0, P)\n"
-    "  --aug-truncate S       keep only the first U(S, L) seconds of the window\n";
+    "augmentations of the training samples, drawn anew each epoch (docs/RESULTS.md); on by\n"
+    "default, 0 turns one off, --no-augment all:\n"
+    "  --aug-share P          share of the samples augmented         [0.5]\n"
+    "  --aug-rtt X            time offsets x U(1 - X, 1 + X)         [0.5, tcbench's]\n"
+    "  --aug-shift S          time shift by U(-S, S) seconds         [1, tcbench's]\n"
+    "  --aug-loss S           drop the packets within +- S s of a random instant [0.1, tcbench's]\n"
+    "  --aug-thin P           drop each packet with probability U(0, P) [0.5]\n"
+    "  --aug-truncate S       keep only the first U(S, L) seconds of the window [10]\n";
 
 /* A command's own flags: 1 taken, 0 not its. */
 typedef int (*extra_flag_fn)(void *user, const char *name);
@@ -1965,10 +1987,9 @@ static int cmd_train(int argc, char **argv)
     flowpic_rng rng;
     size_t *train = 0, *val = 0, n_train = 0, n_val = 0, i;
     int first, status = 0;
-    double best_score = 1e300;
+    fit_result fr;
     recipe_defaults(&r);
     memset(&o, 0, sizeof o);
-    o.val_split = 0.1;
     if ((first = parse_recipe("train", &r, argc, argv, train_option, 0, &o)) < 0) return EXIT_USAGE;
     if (!o.output || first == argc) {
         fail_usage("train", o.output ? "no data set given" : "no output model (-o MODEL)", 0);
@@ -2028,10 +2049,10 @@ static int cmd_train(int argc, char **argv)
         r.fit.log = 1;
         r.fit.cmd = "train";
         r.fit.output = o.output;
-        if (!fit(&m, &ds, train, n_train, vds, val, n_val, &r.fit, &rng, &best_score)) status = 1;
+        if (!fit(&m, &ds, train, n_train, vds, val, n_val, &r.fit, &rng, &fr)) status = 1;
     }
-    if (!status && n_val && r.fit.keep_best && best_score < 1e300)
-        printf("kept the weights of the epoch with the lowest validation loss (%.4f)\n", best_score);
+    if (!status && n_val && r.fit.keep_best && fr.best_score < 1e300)
+        printf("kept the weights of epoch %llu, the lowest validation loss (%.4f)\n", fr.best_epoch, fr.best_score);
     if (!status) {
         uint8_t *data = 0;
         size_t size = 0;
@@ -2758,6 +2779,7 @@ typedef struct exp_run {
     uint32_t n;
     size_t train, val, test;
     double seconds;
+    fit_result fit;
 } exp_run;
 
 static double cm_accuracy(const size_t *cm, uint32_t n)
@@ -2998,7 +3020,7 @@ static int exp_run_split(exp_context *x, size_t *train, size_t n_train, const si
     flowpic_rng rng;
     size_t *val = (size_t *)malloc((n_train + 1) * sizeof *val), n_val = 0, i;
     float *probs = (float *)malloc((n_test + 1) * x->n_classes * sizeof *probs);
-    double best, t0 = now_seconds();
+    double t0 = now_seconds();
     fit_setup fs = x->r->fit;
     int ok = val && probs;
     memset(&ws, 0, sizeof ws);
@@ -3011,7 +3033,7 @@ static int exp_run_split(exp_context *x, size_t *train, size_t n_train, const si
     if (ok) exp_pick_validation(x, train, &n_train, val, &n_val, &rng);
     if (ok && x->r->undersample) balance_blocks(ds, train, &n_train, x->model_class, &rng);
     ok = ok && recipe_model(x->r, ds, x->classes, x->n_classes, &rng, &m, "experiment");
-    ok = ok && fit(&m, ds, train, n_train, ds, val, n_val, &fs, &rng, &best);
+    ok = ok && fit(&m, ds, train, n_train, ds, val, n_val, &fs, &rng, &run->fit);
     ok = ok && flowpic_workspace_init(&ws, &m.net, 64, 0) == FLOWPIC_OK;
     ok = ok && flowpic_predict_blocks(&m, &ws, ds, test, n_test, probs) == FLOWPIC_OK;
     for (i = 0; ok && i < n_test; i++)
@@ -3096,10 +3118,11 @@ static void exp_report_run(exp_context *x, const char *task, const char *train_o
 {
     int k;
     uint32_t c;
-    fprintf(stderr, "%s  train %s  test %s  seed %llu: %llu train, %llu val, %llu test blocks: block %.3f  balanced %.3f  flow %.3f  short %.3f  (%.0f s)\n",
+    fprintf(stderr, "%s  train %s  test %s  seed %llu: %llu train, %llu val, %llu test blocks: block %.3f  balanced %.3f  flow %.3f  short %.3f  (epochs %llu, best %llu, %.0f s)\n",
             task, train_on, test_on, (unsigned long long)seed, (unsigned long long)run->train, (unsigned long long)run->val,
             (unsigned long long)run->test, cm_accuracy(run->cm[CM_BLOCK], run->n), cm_balanced(run->cm[CM_BLOCK], run->n),
-            cm_accuracy(run->cm[CM_FLOW], run->n), cm_accuracy(run->cm[CM_SHORT], run->n), run->seconds);
+            cm_accuracy(run->cm[CM_FLOW], run->n), cm_accuracy(run->cm[CM_SHORT], run->n), run->fit.epochs,
+            run->fit.best_epoch, run->seconds);
     if (!x->json) return;
     fprintf(x->json, "%s\n  {\"task\": ", x->json_runs++ ? "," : "");
     json_string(x->json, task);
@@ -3107,9 +3130,9 @@ static void exp_report_run(exp_context *x, const char *task, const char *train_o
     json_string(x->json, train_on);
     fprintf(x->json, ", \"test\": ");
     json_string(x->json, test_on);
-    fprintf(x->json, ", \"seed\": %llu, \"train_blocks\": %llu, \"val_blocks\": %llu, \"test_blocks\": %llu, \"seconds\": %.1f, \"classes\": [",
+    fprintf(x->json, ", \"seed\": %llu, \"train_blocks\": %llu, \"val_blocks\": %llu, \"test_blocks\": %llu, \"epochs\": %llu, \"best_epoch\": %llu, \"seconds\": %.1f, \"classes\": [",
             (unsigned long long)seed, (unsigned long long)run->train, (unsigned long long)run->val,
-            (unsigned long long)run->test, run->seconds);
+            (unsigned long long)run->test, run->fit.epochs, run->fit.best_epoch, run->seconds);
     for (c = 0; c < run->n; c++) {
         if (c) fprintf(x->json, ", ");
         json_string(x->json, x->classes[c]);
@@ -3677,7 +3700,6 @@ static int cmd_experiment(int argc, char **argv)
     o.min_packets = 10;
     o.short_s = 20;
     o.short_keep = 0.5;
-    o.val_share = 0.1;
     if ((first = parse_recipe("experiment", &r, argc, argv, experiment_option, experiment_flag, &o)) < 0) return EXIT_USAGE;
     if (first == argc) {
         fail_usage("experiment", "no data set given", 0);
@@ -3687,9 +3709,7 @@ static int cmd_experiment(int argc, char **argv)
         fail_usage("experiment", "--task conditions needs --conditions FILE", 0);
         return EXIT_USAGE;
     }
-    if (!r.has_epochs) r.fit.epochs = 30;    /* the plain pipeline's cap and stopping rule */
-    if (!r.has_patience) r.fit.patience = 5;
-    r.fit.balanced_loss = 1;
+    r.fit.balanced_loss = 1; /* with --val-share: the plain pipeline's stopping rule */
     if (!load_datasets(argc - first, (const char *const *)(argv + first), &ds)) return EXIT_RUNTIME;
     memset(&x, 0, sizeof x);
     x.r = &r;
@@ -3861,7 +3881,7 @@ static const command commands[] = {
      "Same seed, data and options: the same model file, whatever the thread count.\n"
      "\n"
      "  -o MODEL               the model file (written to MODEL.tmp, then renamed)\n"
-     "  --val-split F          share of blocks held out for validation [0.1]\n"
+     "  --val-split F          share of blocks held out for validation [0: train on all]\n"
      "  --group-by file        hold out whole capture files instead of blocks\n"
      "  --val DATASET          validate on this data set instead\n",
      recipe_help},
@@ -3888,11 +3908,12 @@ static const command commands[] = {
      "  --conditions FILE      lines GLOB<TAB>CONDITION, first match wins\n"
      "  --min-packets N        a window is a block with >= N packets   [10]\n"
      "  --short-seconds S, --short-keep P   the short-flow test        [20, 0.5]\n"
-     "  --val-share P          share of training files for validation  [0.1]\n"
+     "  --val-share P          share of each class's training files for validation and early\n"
+     "                         stopping (the plain pipeline: 0.1 with --patience 5 --epochs 30) [0]\n"
      "  --json OUT             every run, its metrics and confusion matrices\n"
      "  --list-folds           print the fold of every file (file, class, fold, blocks) and stop\n"
-     "and the training options of train (defaults here: --epochs 30 --patience 5, validation\n"
-     "on the class-balanced loss):\n",
+     "and the training options of train (validation, when there is one, on the class-balanced\n"
+     "loss):\n",
      recipe_help},
     {"eval", cmd_eval, "accuracy, confusion matrix, precision / recall / F1 of a model",
      "usage: flowpic eval [--json] MODEL DATASET...\n"
