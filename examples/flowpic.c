@@ -1432,6 +1432,13 @@ static void show_train_progress(void *user, size_t done, size_t total, const flo
 }
 
 /* Mean loss, accuracy and balanced accuracy of the model on blocks (labels = data-set labels). */
+/* Workspace flags: the library runs the presets on sparse pictures (flowpic_train_epoch,
+ * flowpic_predict_blocks), so their workspaces leave out the dense first layers. */
+static unsigned ws_flags(const flowpic_net *net, unsigned flags)
+{
+    return flowpic_net_sparse_ok(net) ? flags | FLOWPIC_WS_SPARSE : flags;
+}
+
 static int evaluate_split(const flowpic_model *m, flowpic_workspace *ws, const flowpic_dataset *ds, const size_t *blocks,
                           size_t n, double *loss, double *acc, double *balanced)
 {
@@ -1557,8 +1564,8 @@ static int cmd_train(int argc, char **argv)
         split_blocks(&ds, &o, &rng, train, &n_train, val, &n_val);
     }
     if (!status && o.balance) balance_blocks(&ds, train, &n_train, &rng);
-    if (!status && (flowpic_workspace_init(&ws, &m.net, (int)o.batch, FLOWPIC_WS_TRAIN) != FLOWPIC_OK ||
-                    flowpic_workspace_init(&ews, &m.net, (int)o.batch, 0) != FLOWPIC_OK)) {
+    if (!status && (flowpic_workspace_init(&ws, &m.net, (int)o.batch, ws_flags(&m.net, FLOWPIC_WS_TRAIN)) != FLOWPIC_OK ||
+                    flowpic_workspace_init(&ews, &m.net, (int)o.batch, ws_flags(&m.net, 0)) != FLOWPIC_OK)) {
         fprintf(stderr, "flowpic: train: out of memory for a batch of %llu\n", o.batch);
         status = 1;
     }
@@ -1675,7 +1682,7 @@ static int cmd_eval(int argc, char **argv)
     probs = (float *)malloc((n + 1) * m.n_classes * sizeof *probs);
     conf = (size_t *)calloc((size_t)m.n_classes * m.n_classes, sizeof *conf);
     memset(&ws, 0, sizeof ws);
-    if (!probs || !conf || flowpic_workspace_init(&ws, &m.net, 32, 0) != FLOWPIC_OK ||
+    if (!probs || !conf || flowpic_workspace_init(&ws, &m.net, 32, ws_flags(&m.net, 0)) != FLOWPIC_OK ||
         flowpic_predict_blocks(&m, &ws, &ds, blocks, n, probs) != FLOWPIC_OK) {
         fprintf(stderr, "flowpic: eval: out of memory\n");
         status = EXIT_RUNTIME;
@@ -1798,7 +1805,7 @@ static int cmd_classify(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (!load_model(argv[first], &m)) return EXIT_RUNTIME;
-    if (flowpic_workspace_init(&ws, &m.net, 32, 0) != FLOWPIC_OK) {
+    if (flowpic_workspace_init(&ws, &m.net, 32, ws_flags(&m.net, 0)) != FLOWPIC_OK) {
         fprintf(stderr, "flowpic: classify: out of memory\n");
         flowpic_model_free(&m);
         return EXIT_RUNTIME;
