@@ -4099,12 +4099,13 @@ FLOWPIC_DEF flowpic_result flowpic_net_predict(const flowpic_net *net, flowpic_w
 /* ---------------------------------------------------------------- sparse first layers */
 
 /* Geometry of the part the sparse passes replace: conv1 (1 -> c1 channels), ReLU, pool1
- * (kernel = stride), conv2 (c1 -> c2). */
+ * (kernel = stride), conv2 (c1 -> c2). Channel vectors are padded to c1p, c2p (multiples of
+ * NN_SPV) so that their loops have a constant width and vectorise at -O2. */
 typedef struct nn_sparse_geom {
     int h, w;                      /* input */
-    int c1, k1, s1, p1;            /* conv1 */
+    int c1, c1p, k1, s1, p1;       /* conv1 */
     int pk, ph, pw;                /* pool1: kernel = stride, output rows and columns */
-    int c2, k2, s2, p2, oh2, ow2;  /* conv2 */
+    int c2, c2p, k2, s2, p2, oh2, ow2; /* conv2 */
     int span;                      /* conv1 outputs per axis one input pixel touches, at most */
 } nn_sparse_geom;
 
@@ -4119,29 +4120,35 @@ typedef struct nn_sparse_entry {
 
 struct flowpic__sparse {
     nn_sparse_geom g;
-    int threads, max_batch;
     size_t cells_cap, entries_cap;
     uint32_t *cell_key;            /* [cells] py * pw + px, ascending within a sample */
-    float *cell_val;               /* [cells][c1] pool1 output */
-    uint16_t *cell_route;          /* [cells][c1] window position that gets the gradient, or NN_NO_ROUTE */
-    float *cell_grad;              /* [cells][c1] dloss / d(pool1 output) */
+    float *cell_val;               /* [cells][c1p] pool1 output */
+    uint16_t *cell_route;          /* [cells][c1p] window position that gets the gradient, or NN_NO_ROUTE */
+    float *cell_grad;              /* [cells][c1p] dloss / d(pool1 output) */
     nn_sparse_entry *entries;      /* [entries] */
     size_t *cell_off, *entry_off;  /* [max_batch] start of each sample's region */
     size_t *cell_n, *entry_n;      /* [max_batch] used */
-    float *acc;                    /* [threads][pk][pw * pk][c1] conv1 sums of one pool row */
+    float *acc;                    /* [threads][pk][pw * pk][c1p] conv1 sums of one pool row */
     int *slot;                     /* [threads][pw] cell of a pool column in the current row, or -1 */
-    float *w1t;                    /* [k1 * k1][c1] conv1 weights */
-    float *w2t;                    /* [k2 * k2][c1][c2] conv2 weights */
-    float *bg;                     /* [c1] background: ReLU(conv1 bias) */
+    float *w1t;                    /* [k1 * k1][c1p] conv1 weights */
+    float *w2t;                    /* [k2 * k2][c1][c2p] conv2 weights */
+    float *bg;                     /* [c1p] background: ReLU(conv1 bias) */
     float *base2;                  /* [c2][oh2][ow2] conv2 output on the all-background pool1 */
     float *dsum;                   /* [c2][oh2][ow2] conv2 output gradient summed over the batch */
     float *tsum;                   /* [c2][k2][k2] dsum summed over the outputs each kernel position reads */
-    float *dw2;                    /* [c2][c1][k2][k2] conv2 weight gradient of the batch */
+    float *dwt;                    /* [NN_SPARSE_CHUNKS][k2 * k2][c1][c2p] conv2 weight gradient per chunk */
     float *dw1;                    /* [c1][k1 * k1] conv1 weight gradient of the batch */
+    float *cache;                  /* the parameters the above were derived from: b1, w1, w2, b2 */
+    size_t cache_len;
+    int cache_ok;
     int *range2;                   /* [oh2 + ow2][2] conv2 kernel rows (columns) inside pool1, [lo, hi) */
 };
 
 #define NN_NO_ROUTE 0xFFFFu
+#define NN_SPV 8                   /* channel vector chunk */
+/* conv2's weight gradient is summed per chunk of samples (fixed bounds: the same sums
+ * whatever the thread count), then over the chunks in order */
+#define NN_SPARSE_CHUNKS 8
 
 static int nn_sparse_geom_init(const flowpic_net *net, nn_sparse_geom *g)
 {
@@ -4152,8 +4159,10 @@ static int nn_sparse_geom_init(const flowpic_net *net, nn_sparse_geom *g)
         return 0;
     g->h = L[0].in_h; g->w = L[0].in_w;
     g->c1 = L[0].out_c; g->k1 = L[0].kernel; g->s1 = L[0].stride; g->p1 = L[0].pad_before;
+    g->c1p = nn_round_up_int(g->c1, NN_SPV);
     g->pk = L[2].kernel; g->ph = L[2].out_h; g->pw = L[2].out_w;
     g->c2 = L[3].out_c; g->k2 = L[3].kernel; g->s2 = L[3].stride; g->p2 = L[3].pad_before;
+    g->c2p = nn_round_up_int(g->c2, NN_SPV);
     g->oh2 = L[3].out_h; g->ow2 = L[3].out_w;
     g->span = (g->k1 + g->s1 - 1) / g->s1;
     return 1;
@@ -4184,79 +4193,74 @@ static void nn_sparse_free(struct flowpic__sparse *sp)
 }
 
 /* The fixed part of the sparse state (everything but the per-sample cells and entries), made
- * on first use. */
+ * on first use. Sizes are bounded by the net's limits (MAX_DIM, MAX_KERNEL, NN_SPARSE_MAX_C). */
 static flowpic_result nn_sparse_state(const flowpic_net *net, flowpic_workspace *ws, struct flowpic__sparse **out)
 {
     struct flowpic__sparse *sp = ws->sparse;
     nn_sparse_geom g;
-    size_t B = (size_t)ws->max_batch, T = (size_t)ws->num_threads, acc, nf, k1k1, k2k2, plane;
+    size_t B = (size_t)ws->max_batch, T = (size_t)ws->num_threads, acc, nf, k1k1, k2k2, plane, c1, c2;
     if (!nn_sparse_geom_init(net, &g)) return FLOWPIC_ERR_ARG;
     if (sp) { *out = sp; return FLOWPIC_OK; }   /* the layout is the workspace's (layout_id) */
     sp = (struct flowpic__sparse *)FLOWPIC_MALLOC(sizeof *sp);
     if (!sp) return FLOWPIC_ERR_NOMEM;
     memset(sp, 0, sizeof *sp);
     sp->g = g;
-    sp->threads = ws->num_threads;
-    sp->max_batch = ws->max_batch;
-    /* shapes are bounded by the net's limits: MAX_DIM, MAX_KERNEL, NN_SPARSE_MAX_C */
-    acc = (size_t)g.pk * (size_t)g.pw * (size_t)g.pk * (size_t)g.c1;
+    c1 = (size_t)g.c1; c2 = (size_t)g.c2;
+    acc = (size_t)g.pk * (size_t)g.pw * (size_t)g.pk * (size_t)g.c1p;
     k1k1 = (size_t)g.k1 * (size_t)g.k1;
     k2k2 = (size_t)g.k2 * (size_t)g.k2;
     plane = (size_t)g.oh2 * (size_t)g.ow2;
-    nf = T * acc + k1k1 * (size_t)g.c1 + k2k2 * (size_t)g.c1 * (size_t)g.c2 + (size_t)g.c1
-         + 2 * (size_t)g.c2 * plane + (size_t)g.c2 * k2k2 + (size_t)g.c2 * (size_t)g.c1 * k2k2
-         + (size_t)g.c1 * k1k1;
+    sp->cache_len = c1 + c1 * k1k1 + c2 * c1 * k2k2 + c2;
+    nf = T * acc + k1k1 * (size_t)g.c1p + k2k2 * c1 * (size_t)g.c2p + (size_t)g.c1p + 2 * c2 * plane
+         + c2 * k2k2 + NN_SPARSE_CHUNKS * k2k2 * c1 * (size_t)g.c2p + c1 * k1k1 + sp->cache_len;
     sp->cell_off = (size_t *)FLOWPIC_MALLOC(4 * B * sizeof(size_t));
     sp->acc = (float *)FLOWPIC_MALLOC(nf * sizeof(float));
     sp->slot = (int *)FLOWPIC_MALLOC((T * (size_t)g.pw + 2 * ((size_t)g.oh2 + (size_t)g.ow2)) * sizeof(int));
     if (!sp->cell_off || !sp->acc || !sp->slot) { nn_sparse_free(sp); return FLOWPIC_ERR_NOMEM; }
+    memset(sp->acc, 0, nf * sizeof(float));   /* the padding channels stay 0 */
     sp->entry_off = sp->cell_off + B; sp->cell_n = sp->entry_off + B; sp->entry_n = sp->cell_n + B;
-    memset(sp->acc, 0, nf * sizeof(float));
     sp->range2 = sp->slot + T * (size_t)g.pw;
-    sp->w1t = sp->acc + T * acc;                 /* the float block, after the accumulators */
-    sp->w2t = sp->w1t + k1k1 * (size_t)g.c1;
-    sp->bg = sp->w2t + k2k2 * (size_t)g.c1 * (size_t)g.c2;
-    sp->base2 = sp->bg + g.c1;
-    sp->dsum = sp->base2 + (size_t)g.c2 * plane;
-    sp->tsum = sp->dsum + (size_t)g.c2 * plane;
-    sp->dw2 = sp->tsum + (size_t)g.c2 * k2k2;
-    sp->dw1 = sp->dw2 + (size_t)g.c2 * (size_t)g.c1 * k2k2;
+    sp->w1t = sp->acc + T * acc;
+    sp->w2t = sp->w1t + k1k1 * (size_t)g.c1p;
+    sp->bg = sp->w2t + k2k2 * c1 * (size_t)g.c2p;
+    sp->base2 = sp->bg + g.c1p;
+    sp->dsum = sp->base2 + c2 * plane;
+    sp->tsum = sp->dsum + c2 * plane;
+    sp->dwt = sp->tsum + c2 * k2k2;
+    sp->dw1 = sp->dwt + NN_SPARSE_CHUNKS * k2k2 * c1 * (size_t)g.c2p;
+    sp->cache = sp->dw1 + c1 * k1k1;
     ws->sparse = sp;
     *out = sp;
     return FLOWPIC_OK;
 }
 
-/* Per call: transposed weights, the background, conv2's kernel ranges and its output on the
- * all-background pool1. That output is b2 + sum over channels of bg * (the kernel's weights
- * that fall inside pool1), so rows (columns) with the same kernel range are equal: each
+/* 1 when the parameters the prepared state came from are unchanged (then nothing is redone);
+ * else records them. */
+static int nn_sparse_cached(struct flowpic__sparse *sp, const flowpic_net *net)
+{
+    const flowpic_layer *L1 = &net->layers[0], *L2 = &net->layers[NN_SPARSE_OUT];
+    const float *part[4];
+    size_t len[4], i, off = 0;
+    int same = sp->cache_ok;
+    part[0] = net->params + L1->bias_offset; len[0] = L1->num_biases;
+    part[1] = net->params + L1->weight_offset; len[1] = L1->num_weights;
+    part[2] = net->params + L2->weight_offset; len[2] = L2->num_weights;
+    part[3] = net->params + L2->bias_offset; len[3] = L2->num_biases;
+    for (i = 0; i < 4 && same; off += len[i], i++) same = memcmp(sp->cache + off, part[i], len[i] * sizeof(float)) == 0;
+    if (same) return 1;
+    for (i = 0, off = 0; i < 4; off += len[i], i++) memcpy(sp->cache + off, part[i], len[i] * sizeof(float));
+    sp->cache_ok = 1;
+    return 0;
+}
+
+/* conv2's output on the all-background pool1: b2 + sum over channels of bg * (the kernel's
+ * weights that fall inside pool1). Rows (columns) with the same kernel range are equal: each
  * distinct range is summed once. */
-static void nn_sparse_prepare(struct flowpic__sparse *sp, const flowpic_net *net)
+static void nn_sparse_base2(struct flowpic__sparse *sp, const float *w2, const float *b2)
 {
     const nn_sparse_geom *g = &sp->g;
-    const flowpic_layer *L1 = &net->layers[0], *L2 = &net->layers[NN_SPARSE_OUT];
-    const float *w1 = net->params + L1->weight_offset, *b1 = net->params + L1->bias_offset;
-    const float *w2 = net->params + L2->weight_offset, *b2 = net->params + L2->bias_offset;
-    const int k1k1 = g->k1 * g->k1, k2k2 = g->k2 * g->k2;
-    int *rows = sp->range2, *cols = sp->range2 + 2 * g->oh2;
+    const int k2k2 = g->k2 * g->k2, *rows = sp->range2, *cols = sp->range2 + 2 * g->oh2;
     int c, o, t, oy, ox, ky, kx;
-    for (c = 0; c < g->c1; c++) {
-        sp->bg[c] = b1[c] > 0.0f ? b1[c] : 0.0f;
-        for (t = 0; t < k1k1; t++) sp->w1t[(size_t)t * (size_t)g->c1 + (size_t)c] = w1[(size_t)c * (size_t)k1k1 + (size_t)t];
-    }
-    for (o = 0; o < g->c2; o++)
-        for (c = 0; c < g->c1; c++)
-            for (t = 0; t < k2k2; t++)
-                sp->w2t[((size_t)t * (size_t)g->c1 + (size_t)c) * (size_t)g->c2 + (size_t)o]
-                    = w2[((size_t)o * (size_t)g->c1 + (size_t)c) * (size_t)k2k2 + (size_t)t];
-    /* kernel row ky of output row oy reads pool1 row oy * s2 + ky - p2, inside for ky in [lo, hi) */
-    for (oy = 0; oy < g->oh2; oy++) {
-        rows[2 * oy] = nn_min_int(g->k2, g->p2 > oy * g->s2 ? g->p2 - oy * g->s2 : 0);
-        rows[2 * oy + 1] = nn_min_int(g->k2, g->ph + g->p2 - oy * g->s2);
-    }
-    for (ox = 0; ox < g->ow2; ox++) {
-        cols[2 * ox] = nn_min_int(g->k2, g->p2 > ox * g->s2 ? g->p2 - ox * g->s2 : 0);
-        cols[2 * ox + 1] = nn_min_int(g->k2, g->pw + g->p2 - ox * g->s2);
-    }
     for (o = 0; o < g->c2; o++) {
         float kern[FLOWPIC_NN_MAX_KERNEL * FLOWPIC_NN_MAX_KERNEL], colsum[FLOWPIC_NN_MAX_KERNEL];
         float *out = sp->base2 + (size_t)o * (size_t)g->oh2 * (size_t)g->ow2;
@@ -4289,33 +4293,72 @@ static void nn_sparse_prepare(struct flowpic__sparse *sp, const flowpic_net *net
     }
 }
 
+/* Per call, unless the parameters are those of the last call: transposed weights, the
+ * background, conv2's kernel ranges and its background output. */
+static void nn_sparse_prepare(struct flowpic__sparse *sp, const flowpic_net *net)
+{
+    const nn_sparse_geom *g = &sp->g;
+    const flowpic_layer *L1 = &net->layers[0], *L2 = &net->layers[NN_SPARSE_OUT];
+    const float *w1 = net->params + L1->weight_offset, *b1 = net->params + L1->bias_offset;
+    const float *w2 = net->params + L2->weight_offset, *b2 = net->params + L2->bias_offset;
+    const int k1k1 = g->k1 * g->k1, k2k2 = g->k2 * g->k2;
+    int *rows = sp->range2, *cols = sp->range2 + 2 * g->oh2;
+    int c, o, t, oy, ox;
+    if (nn_sparse_cached(sp, net)) return;
+    for (c = 0; c < g->c1; c++) {
+        sp->bg[c] = b1[c] > 0.0f ? b1[c] : 0.0f;
+        for (t = 0; t < k1k1; t++) sp->w1t[(size_t)t * (size_t)g->c1p + (size_t)c] = w1[(size_t)c * (size_t)k1k1 + (size_t)t];
+    }
+    for (o = 0; o < g->c2; o++)
+        for (c = 0; c < g->c1; c++)
+            for (t = 0; t < k2k2; t++)
+                sp->w2t[((size_t)t * (size_t)g->c1 + (size_t)c) * (size_t)g->c2p + (size_t)o]
+                    = w2[((size_t)o * (size_t)g->c1 + (size_t)c) * (size_t)k2k2 + (size_t)t];
+    /* kernel row ky of output row oy reads pool1 row oy * s2 + ky - p2, inside for ky in [lo, hi) */
+    for (oy = 0; oy < g->oh2; oy++) {
+        rows[2 * oy] = nn_min_int(g->k2, g->p2 > oy * g->s2 ? g->p2 - oy * g->s2 : 0);
+        rows[2 * oy + 1] = nn_min_int(g->k2, g->ph + g->p2 - oy * g->s2);
+    }
+    for (ox = 0; ox < g->ow2; ox++) {
+        cols[2 * ox] = nn_min_int(g->k2, g->p2 > ox * g->s2 ? g->p2 - ox * g->s2 : 0);
+        cols[2 * ox + 1] = nn_min_int(g->k2, g->pw + g->p2 - ox * g->s2);
+    }
+    nn_sparse_base2(sp, w2, b2);
+}
+
 /* Max-pools (after ReLU) the conv1 sums of pool column px of the current pool row, as the
- * dense path does (first maximal element in row-major order gets the gradient; ReLU'(0) = 0),
- * and clears them. */
+ * dense path does (the first maximal element in row-major order gets the gradient; ReLU'(0)
+ * = 0), and clears them. */
 static void nn_sparse_pool_cell(const nn_sparse_geom *g, float *acc, int px, const float *b1, float *val,
                                 uint16_t *route)
 {
     const size_t owc = (size_t)g->pw * (size_t)g->pk;
-    int c, sy, sx;
+    float best_v[NN_SPARSE_MAX_C];
+    int best_at[NN_SPARSE_MAX_C], sy, sx, c, v;
+    for (sy = 0; sy < g->pk; sy++)
+        for (sx = 0; sx < g->pk; sx++) {
+            const int sub = sy * g->pk + sx;
+            float *a = acc + ((size_t)sy * owc + (size_t)(px * g->pk + sx)) * (size_t)g->c1p;
+            for (c = 0; c < g->c1p; c += NN_SPV)
+                for (v = 0; v < NN_SPV; v++) {
+                    const float y = a[c + v] + b1[c + v], r = y > 0.0f ? y : 0.0f;
+                    const int better = sub == 0 || r > best_v[c + v];
+                    best_v[c + v] = better ? r : best_v[c + v];
+                    best_at[c + v] = better ? sub : best_at[c + v];
+                    a[c + v] = 0.0f;
+                }
+        }
     for (c = 0; c < g->c1; c++) {
-        float m = 0.0f;
-        int best = -1;
-        for (sy = 0; sy < g->pk; sy++)
-            for (sx = 0; sx < g->pk; sx++) {
-                float *a = acc + ((size_t)sy * owc + (size_t)(px * g->pk + sx)) * (size_t)g->c1 + (size_t)c;
-                const float y = *a + b1[c], r = y > 0.0f ? y : 0.0f;
-                *a = 0.0f;
-                if (best < 0 || r > m) { m = r; best = sy * g->pk + sx; }
-            }
-        val[c] = m;
-        route[c] = m > 0.0f ? (uint16_t)best : (uint16_t)NN_NO_ROUTE;
+        val[c] = best_v[c];
+        route[c] = best_v[c] > 0.0f ? (uint16_t)best_at[c] : (uint16_t)NN_NO_ROUTE;
     }
 }
 
 /* conv1 + ReLU + pool1 of one picture, pool row by pool row: the pool1 cells whose window
  * reads a non-zero pixel (ascending), and the (pixel, conv1 output) entries. Each conv1 sum
  * adds its pixels in (row, column) = (ky, kx) order, as the dense path adds its products
- * (the zero pixels it also adds change nothing), then the bias. Returns the cell count. */
+ * (the zero pixels it also adds change nothing), then the bias. b1 is padded to c1p.
+ * Returns the cell count. */
 static size_t nn_sparse_conv1_pool(const nn_sparse_geom *g, const float *w1t, const float *b1,
                                    const flowpic_picture *pic, flowpic_transform transform, uint32_t *key,
                                    float *val, uint16_t *route, nn_sparse_entry *ent, size_t *n_ent,
@@ -4324,7 +4367,7 @@ static size_t nn_sparse_conv1_pool(const nn_sparse_geom *g, const float *w1t, co
     const int owc = g->pw * g->pk;
     const uint32_t W = (uint32_t)g->w;
     size_t a = 0, ncell = 0, ne = 0, i;
-    int py, px, c;
+    int py, px, c, v;
     for (px = 0; px < g->pw; px++) slot[px] = -1;
     for (py = 0; py < g->ph; py++) {
         const int oy0 = py * g->pk;
@@ -4333,7 +4376,7 @@ static size_t nn_sparse_conv1_pool(const nn_sparse_geom *g, const float *w1t, co
         while (a < pic->n && (long)(pic->pixels[a].index / W) < r_lo) a++;
         for (i = a; i < pic->n && (long)(pic->pixels[i].index / W) < r_hi; i++) {
             const int r = (int)(pic->pixels[i].index / W), col = (int)(pic->pixels[i].index % W);
-            const float v = flowpic_transform_value(transform, pic->pixels[i].count);
+            const float value = flowpic_transform_value(transform, pic->pixels[i].count);
             int oy, oy_lo, oy_hi, ox, ox_lo, ox_hi;
             nn_touch_range(r, g->k1, g->s1, g->p1, oy0 + g->pk, &oy_lo, &oy_hi);
             nn_touch_range(col, g->k1, g->s1, g->p1, owc, &ox_lo, &ox_hi);
@@ -4342,14 +4385,15 @@ static size_t nn_sparse_conv1_pool(const nn_sparse_geom *g, const float *w1t, co
                 const int ky = r + g->p1 - oy * g->s1, sy = oy - oy0;
                 for (ox = ox_lo; ox <= ox_hi; ox++) {
                     const int kx = col + g->p1 - ox * g->s1;
-                    float *FLOWPIC_RESTRICT s = acc + ((size_t)sy * (size_t)owc + (size_t)ox) * (size_t)g->c1;
-                    const float *FLOWPIC_RESTRICT wk = w1t + (size_t)(ky * g->k1 + kx) * (size_t)g->c1;
-                    for (c = 0; c < g->c1; c++) s[c] += wk[c] * v;
+                    float *FLOWPIC_RESTRICT s = acc + ((size_t)sy * (size_t)owc + (size_t)ox) * (size_t)g->c1p;
+                    const float *FLOWPIC_RESTRICT wk = w1t + (size_t)(ky * g->k1 + kx) * (size_t)g->c1p;
+                    for (c = 0; c < g->c1p; c += NN_SPV)
+                        for (v = 0; v < NN_SPV; v++) s[c + v] += wk[c + v] * value;
                     slot[ox / g->pk] = 0;
                     ent[ne].cell = (uint32_t)(ox / g->pk);   /* the pool column until the cells exist */
                     ent[ne].kpos = (uint16_t)(ky * g->k1 + kx);
                     ent[ne].sub = (uint16_t)(sy * g->pk + ox % g->pk);
-                    ent[ne].value = v;
+                    ent[ne].value = value;
                     ne++;
                 }
             }
@@ -4359,7 +4403,7 @@ static size_t nn_sparse_conv1_pool(const nn_sparse_geom *g, const float *w1t, co
             if (slot[px] < 0) continue;
             slot[px] = (int)ncell;
             key[ncell] = (uint32_t)(py * g->pw + px);
-            nn_sparse_pool_cell(g, acc, px, b1, val + ncell * (size_t)g->c1, route + ncell * (size_t)g->c1);
+            nn_sparse_pool_cell(g, acc, px, b1, val + ncell * (size_t)g->c1p, route + ncell * (size_t)g->c1p);
             ncell++;
         }
         for (i = e0; i < ne; i++) ent[i].cell = (uint32_t)slot[ent[i].cell];
@@ -4367,6 +4411,17 @@ static size_t nn_sparse_conv1_pool(const nn_sparse_geom *g, const float *w1t, co
     }
     *n_ent = ne;
     return ncell;
+}
+
+/* (cell - background) of a touched cell into delta[c1]; 0 when it is all zero. */
+static int nn_sparse_delta(const struct flowpic__sparse *sp, const float *val, float *delta)
+{
+    int c, any = 0;
+    for (c = 0; c < sp->g.c1; c++) {
+        delta[c] = val[c] - sp->bg[c];
+        any |= delta[c] != 0.0f;
+    }
+    return any;
 }
 
 /* conv2 output of one sample: the background output plus (cell - background) times the
@@ -4377,17 +4432,13 @@ static void nn_sparse_conv2_forward(const struct flowpic__sparse *sp, const uint
     const nn_sparse_geom *g = &sp->g;
     const size_t plane = (size_t)g->oh2 * (size_t)g->ow2;
     size_t i;
-    int c, o;
+    int c, o, v;
     memcpy(y, sp->base2, (size_t)g->c2 * plane * sizeof(float));
     for (i = 0; i < ncell; i++) {
         const int py = (int)(key[i] / (uint32_t)g->pw), px = (int)(key[i] % (uint32_t)g->pw);
         float delta[NN_SPARSE_MAX_C];
-        int oy, oy_lo, oy_hi, ox, ox_lo, ox_hi, any = 0;
-        for (c = 0; c < g->c1; c++) {
-            delta[c] = val[i * (size_t)g->c1 + (size_t)c] - sp->bg[c];
-            any |= delta[c] != 0.0f;
-        }
-        if (!any) continue;   /* adds exact zeros */
+        int oy, oy_lo, oy_hi, ox, ox_lo, ox_hi;
+        if (!nn_sparse_delta(sp, val + i * (size_t)g->c1p, delta)) continue;   /* adds exact zeros */
         nn_touch_range(py, g->k2, g->s2, g->p2, g->oh2, &oy_lo, &oy_hi);
         nn_touch_range(px, g->k2, g->s2, g->p2, g->ow2, &ox_lo, &ox_hi);
         for (oy = oy_lo; oy <= oy_hi; oy++)
@@ -4395,12 +4446,13 @@ static void nn_sparse_conv2_forward(const struct flowpic__sparse *sp, const uint
                 const int t = (py + g->p2 - oy * g->s2) * g->k2 + (px + g->p2 - ox * g->s2);
                 float sum[NN_SPARSE_MAX_C];
                 float *yo = y + (size_t)oy * (size_t)g->ow2 + (size_t)ox;
-                for (o = 0; o < g->c2; o++) sum[o] = 0.0f;
+                for (o = 0; o < g->c2p; o++) sum[o] = 0.0f;
                 for (c = 0; c < g->c1; c++) {
                     const float d = delta[c];
-                    const float *FLOWPIC_RESTRICT wr = sp->w2t + ((size_t)t * (size_t)g->c1 + (size_t)c) * (size_t)g->c2;
+                    const float *FLOWPIC_RESTRICT wr = sp->w2t + ((size_t)t * (size_t)g->c1 + (size_t)c) * (size_t)g->c2p;
                     if (d == 0.0f) continue;
-                    for (o = 0; o < g->c2; o++) sum[o] += d * wr[o];
+                    for (o = 0; o < g->c2p; o += NN_SPV)
+                        for (v = 0; v < NN_SPV; v++) sum[o + v] += d * wr[o + v];
                 }
                 for (o = 0; o < g->c2; o++) yo[(size_t)o * plane] += sum[o];
             }
@@ -4413,7 +4465,7 @@ static flowpic_result nn_sparse_reserve(struct flowpic__sparse *sp, const flowpi
 {
     const nn_sparse_geom *g = &sp->g;
     const size_t per_pixel = (size_t)g->span * (size_t)g->span, max_cells = (size_t)g->ph * (size_t)g->pw;
-    size_t cells = 0, entries = 0, e, c1 = (size_t)g->c1, bytes;
+    size_t cells = 0, entries = 0, e, c1p = (size_t)g->c1p, bytes;
     int n;
     for (n = 0; n < batch; n++) {
         if (!nn_mul_size(pics[n].n, per_pixel, &e)) return FLOWPIC_ERR_LIMIT;
@@ -4432,14 +4484,14 @@ static flowpic_result nn_sparse_reserve(struct flowpic__sparse *sp, const flowpi
     }
     if (cells > sp->cells_cap) {
         void *k, *v, *r, *d;
-        if (!nn_mul_size(cells, c1 * sizeof(float), &bytes)) return FLOWPIC_ERR_LIMIT;
+        if (!nn_mul_size(cells, c1p * sizeof(float), &bytes)) return FLOWPIC_ERR_LIMIT;
         k = FLOWPIC_REALLOC(sp->cell_key, cells * sizeof(uint32_t));
         if (k) sp->cell_key = (uint32_t *)k;
         v = FLOWPIC_REALLOC(sp->cell_val, bytes);
         if (v) sp->cell_val = (float *)v;
         d = FLOWPIC_REALLOC(sp->cell_grad, bytes);
         if (d) sp->cell_grad = (float *)d;
-        r = FLOWPIC_REALLOC(sp->cell_route, cells * c1 * sizeof(uint16_t));
+        r = FLOWPIC_REALLOC(sp->cell_route, cells * c1p * sizeof(uint16_t));
         if (r) sp->cell_route = (uint16_t *)r;
         if (!k || !v || !d || !r) return FLOWPIC_ERR_NOMEM;
         sp->cells_cap = cells;
@@ -4453,10 +4505,9 @@ FLOWPIC_DEF flowpic_result flowpic_net_forward_sparse(const flowpic_net *net, fl
 {
     struct flowpic__sparse *sp;
     const nn_sparse_geom *g;
-    const float *b1;
-    float *y;
+    float *y, b1[NN_SPARSE_MAX_C];
     size_t out_numel;
-    int n, nt;
+    int n, c, nt;
     flowpic_result r = nn_forward_begin(net, ws, batch, mode, rng);
     if (r != FLOWPIC_OK) return r;
     if (!pics || (int)transform < 0 || transform >= FLOWPIC_VALUE_COUNT) return FLOWPIC_ERR_ARG;
@@ -4468,7 +4519,7 @@ FLOWPIC_DEF flowpic_result flowpic_net_forward_sparse(const flowpic_net *net, fl
     r = nn_sparse_reserve(sp, pics, batch);
     if (r != FLOWPIC_OK) return r;
     nn_sparse_prepare(sp, net);
-    b1 = net->params + net->layers[0].bias_offset;
+    for (c = 0; c < g->c1p; c++) b1[c] = c < g->c1 ? net->params[net->layers[0].bias_offset + (size_t)c] : 0.0f;
     y = ws->acts + ws->act_offset[NN_SPARSE_OUT];
     out_numel = net->layers[NN_SPARSE_OUT].out_numel;
     nt = nn_threads(ws);
@@ -4476,13 +4527,13 @@ FLOWPIC_DEF flowpic_result flowpic_net_forward_sparse(const flowpic_net *net, fl
     NN_OMP(parallel for num_threads(nt) schedule(dynamic, 1))
     for (int i = 0; i < batch; i++) {
         const int tid = nn_thread_id();
-        const size_t acc_len = (size_t)g->pk * (size_t)g->pw * (size_t)g->pk * (size_t)g->c1;
-        const size_t co = sp->cell_off[i], c1 = (size_t)g->c1;
+        const size_t acc_len = (size_t)g->pk * (size_t)g->pw * (size_t)g->pk * (size_t)g->c1p;
+        const size_t co = sp->cell_off[i], c1p = (size_t)g->c1p;
         sp->cell_n[i] = nn_sparse_conv1_pool(g, sp->w1t, b1, &pics[i], transform, sp->cell_key + co,
-                                             sp->cell_val + co * c1, sp->cell_route + co * c1,
+                                             sp->cell_val + co * c1p, sp->cell_route + co * c1p,
                                              sp->entries + sp->entry_off[i], &sp->entry_n[i],
                                              sp->acc + (size_t)tid * acc_len, sp->slot + (size_t)tid * (size_t)g->pw);
-        nn_sparse_conv2_forward(sp, sp->cell_key + co, sp->cell_val + co * c1, sp->cell_n[i],
+        nn_sparse_conv2_forward(sp, sp->cell_key + co, sp->cell_val + co * c1p, sp->cell_n[i],
                                 y + (size_t)i * out_numel);
     }
     nn_forward_layers(net, ws, y, NN_SPARSE_OUT + 1, batch, mode, rng);
@@ -4522,71 +4573,64 @@ static void nn_sparse_sums(struct flowpic__sparse *sp, const float *dy, int batc
     }
 }
 
-/* conv2's weight gradient, output channels split across threads (each sums its samples and
- * cells in order): bg * tsum plus (cell - bg) * dy at every touched cell. */
-static void nn_sparse_conv2_dw(struct flowpic__sparse *sp, const float *dy, int batch, float *dw2, int nt)
+/* The touched cells of samples [n0, n1): conv2's weight gradient terms (cell - bg) * dy into
+ * dwt[k2 * k2][c1][c2p] (added, in sample and cell order), and pool1's gradient at each cell
+ * (the sum over the conv2 outputs whose window holds it of their gradient times the weight). */
+static void nn_sparse_cells_backward(struct flowpic__sparse *sp, const float *dy, int n0, int n1, float *dwt)
 {
     const nn_sparse_geom *g = &sp->g;
     const size_t plane = (size_t)g->oh2 * (size_t)g->ow2, numel = (size_t)g->c2 * plane;
-    const size_t k2k2 = (size_t)g->k2 * (size_t)g->k2, per_o = (size_t)g->c1 * k2k2;
-    (void)nt;
-    NN_OMP(parallel for num_threads(nt) schedule(static))
-    for (int o = 0; o < g->c2; o++) {
-        float *dw = sp->dw2 + (size_t)o * per_o;
-        const float *t = sp->tsum + (size_t)o * k2k2;
-        for (int c = 0; c < g->c1; c++)
-            for (size_t k = 0; k < k2k2; k++) dw[(size_t)c * k2k2 + k] = sp->bg[c] * t[k];
-        for (int n = 0; n < batch; n++) {
-            const float *dyo = dy + (size_t)n * numel + (size_t)o * plane;
-            const size_t co = sp->cell_off[n];
-            for (size_t i = 0; i < sp->cell_n[n]; i++) {
-                const uint32_t key = sp->cell_key[co + i];
-                const int py = (int)(key / (uint32_t)g->pw), px = (int)(key % (uint32_t)g->pw);
-                const float *val = sp->cell_val + (co + i) * (size_t)g->c1;
-                int oy, oy_lo, oy_hi, ox, ox_lo, ox_hi;
-                nn_touch_range(py, g->k2, g->s2, g->p2, g->oh2, &oy_lo, &oy_hi);
-                nn_touch_range(px, g->k2, g->s2, g->p2, g->ow2, &ox_lo, &ox_hi);
-                for (oy = oy_lo; oy <= oy_hi; oy++)
-                    for (ox = ox_lo; ox <= ox_hi; ox++) {
-                        const float gy = dyo[(size_t)oy * (size_t)g->ow2 + (size_t)ox];
-                        const size_t t2 = (size_t)((py + g->p2 - oy * g->s2) * g->k2 + (px + g->p2 - ox * g->s2));
-                        for (int c = 0; c < g->c1; c++) dw[(size_t)c * k2k2 + t2] += (val[c] - sp->bg[c]) * gy;
+    int n, c, o, v;
+    for (n = n0; n < n1; n++) {
+        const float *dyn = dy + (size_t)n * numel;
+        const size_t co = sp->cell_off[n];
+        size_t i;
+        for (i = 0; i < sp->cell_n[n]; i++) {
+            const uint32_t key = sp->cell_key[co + i];
+            const int py = (int)(key / (uint32_t)g->pw), px = (int)(key % (uint32_t)g->pw);
+            float *cg = sp->cell_grad + (co + i) * (size_t)g->c1p, delta[NN_SPARSE_MAX_C];
+            int oy, oy_lo, oy_hi, ox, ox_lo, ox_hi;
+            const int any = nn_sparse_delta(sp, sp->cell_val + (co + i) * (size_t)g->c1p, delta);
+            for (c = 0; c < g->c1; c++) cg[c] = 0.0f;
+            nn_touch_range(py, g->k2, g->s2, g->p2, g->oh2, &oy_lo, &oy_hi);
+            nn_touch_range(px, g->k2, g->s2, g->p2, g->ow2, &ox_lo, &ox_hi);
+            for (oy = oy_lo; oy <= oy_hi; oy++)
+                for (ox = ox_lo; ox <= ox_hi; ox++) {
+                    const size_t t = (size_t)((py + g->p2 - oy * g->s2) * g->k2 + (px + g->p2 - ox * g->s2));
+                    float gy[NN_SPARSE_MAX_C];
+                    for (o = 0; o < g->c2p; o++) gy[o] = o < g->c2 ? dyn[(size_t)o * plane + (size_t)oy * (size_t)g->ow2 + (size_t)ox] : 0.0f;
+                    for (c = 0; c < g->c1; c++) {
+                        const float *FLOWPIC_RESTRICT wr = sp->w2t + (t * (size_t)g->c1 + (size_t)c) * (size_t)g->c2p;
+                        float *FLOWPIC_RESTRICT dr = dwt + (t * (size_t)g->c1 + (size_t)c) * (size_t)g->c2p;
+                        const float d = delta[c];
+                        float lanes[NN_SPV] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+                        for (o = 0; o < g->c2p; o += NN_SPV)
+                            for (v = 0; v < NN_SPV; v++) lanes[v] += wr[o + v] * gy[o + v];
+                        cg[c] += ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+                        if (!any || d == 0.0f) continue;
+                        for (o = 0; o < g->c2p; o += NN_SPV)
+                            for (v = 0; v < NN_SPV; v++) dr[o + v] += d * gy[o + v];
                     }
-            }
+                }
         }
-        for (size_t k = 0; k < per_o; k++) dw2[(size_t)o * per_o + k] += dw[k];
     }
 }
 
-/* pool1's gradient at the touched cells of sample n: the sum over the conv2 outputs whose
- * window holds the cell of their gradient times the weight. */
-static void nn_sparse_cell_grads(struct flowpic__sparse *sp, const float *dyn, int n)
+/* conv2's weight gradient: bg * tsum plus the chunks' cell terms, summed in chunk order. */
+static void nn_sparse_conv2_dw(struct flowpic__sparse *sp, float *dw2)
 {
     const nn_sparse_geom *g = &sp->g;
-    const size_t plane = (size_t)g->oh2 * (size_t)g->ow2, co = sp->cell_off[n];
-    size_t i;
-    int c, o;
-    for (i = 0; i < sp->cell_n[n]; i++) {
-        const uint32_t key = sp->cell_key[co + i];
-        const int py = (int)(key / (uint32_t)g->pw), px = (int)(key % (uint32_t)g->pw);
-        float *cg = sp->cell_grad + (co + i) * (size_t)g->c1;
-        int oy, oy_lo, oy_hi, ox, ox_lo, ox_hi;
-        for (c = 0; c < g->c1; c++) cg[c] = 0.0f;
-        nn_touch_range(py, g->k2, g->s2, g->p2, g->oh2, &oy_lo, &oy_hi);
-        nn_touch_range(px, g->k2, g->s2, g->p2, g->ow2, &ox_lo, &ox_hi);
-        for (oy = oy_lo; oy <= oy_hi; oy++)
-            for (ox = ox_lo; ox <= ox_hi; ox++) {
-                const size_t t = (size_t)((py + g->p2 - oy * g->s2) * g->k2 + (px + g->p2 - ox * g->s2));
-                float gy[NN_SPARSE_MAX_C];
-                for (o = 0; o < g->c2; o++) gy[o] = dyn[(size_t)o * plane + (size_t)oy * (size_t)g->ow2 + (size_t)ox];
-                for (c = 0; c < g->c1; c++) {
-                    const float *FLOWPIC_RESTRICT wr = sp->w2t + (t * (size_t)g->c1 + (size_t)c) * (size_t)g->c2;
-                    float s = 0.0f;
-                    for (o = 0; o < g->c2; o++) s += wr[o] * gy[o];
-                    cg[c] += s;
-                }
+    const size_t k2k2 = (size_t)g->k2 * (size_t)g->k2, chunk = k2k2 * (size_t)g->c1 * (size_t)g->c2p;
+    size_t t;
+    int o, c, j;
+    for (o = 0; o < g->c2; o++)
+        for (c = 0; c < g->c1; c++)
+            for (t = 0; t < k2k2; t++) {
+                float s = sp->bg[c] * sp->tsum[(size_t)o * k2k2 + t];
+                for (j = 0; j < NN_SPARSE_CHUNKS; j++)
+                    s += sp->dwt[(size_t)j * chunk + (t * (size_t)g->c1 + (size_t)c) * (size_t)g->c2p + (size_t)o];
+                dw2[((size_t)o * (size_t)g->c1 + (size_t)c) * k2k2 + t] += s;
             }
-    }
 }
 
 /* conv1's gradients: the bias from every conv1 output (the background cells through the total
@@ -4596,7 +4640,7 @@ static void nn_sparse_conv1_grads(struct flowpic__sparse *sp, const flowpic_net 
 {
     const nn_sparse_geom *g = &sp->g;
     const float *w2 = net->params + net->layers[NN_SPARSE_OUT].weight_offset;
-    const size_t k1k1 = (size_t)g->k1 * (size_t)g->k1, k2k2 = (size_t)g->k2 * (size_t)g->k2;
+    const size_t k1k1 = (size_t)g->k1 * (size_t)g->k1, k2k2 = (size_t)g->k2 * (size_t)g->k2, c1p = (size_t)g->c1p;
     size_t i, k, background = 0;
     int c, o, n;
     memset(sp->dw1, 0, (size_t)g->c1 * k1k1 * sizeof(float));
@@ -4612,8 +4656,8 @@ static void nn_sparse_conv1_grads(struct flowpic__sparse *sp, const flowpic_net 
                 total += w2[((size_t)o * (size_t)g->c1 + (size_t)c) * k2k2 + k] * sp->tsum[(size_t)o * k2k2 + k];
         for (n = 0; n < batch; n++)
             for (i = sp->cell_off[n]; i < sp->cell_off[n] + sp->cell_n[n]; i++) {
-                const int on = sp->cell_route[i * (size_t)g->c1 + (size_t)c] != NN_NO_ROUTE;
-                if (on != bg_on) s += sp->cell_grad[i * (size_t)g->c1 + (size_t)c];
+                const int on = sp->cell_route[i * c1p + (size_t)c] != NN_NO_ROUTE;
+                if (on != bg_on) s += sp->cell_grad[i * c1p + (size_t)c];
             }
         db1[c] += bg_on ? total - s : s;
     }
@@ -4621,8 +4665,8 @@ static void nn_sparse_conv1_grads(struct flowpic__sparse *sp, const flowpic_net 
         const nn_sparse_entry *e = sp->entries + sp->entry_off[n];
         const size_t co = sp->cell_off[n];
         for (i = 0; i < sp->entry_n[n]; i++) {
-            const uint16_t *route = sp->cell_route + (co + e[i].cell) * (size_t)g->c1;
-            const float *cg = sp->cell_grad + (co + e[i].cell) * (size_t)g->c1;
+            const uint16_t *route = sp->cell_route + (co + e[i].cell) * c1p;
+            const float *cg = sp->cell_grad + (co + e[i].cell) * c1p;
             for (c = 0; c < g->c1; c++)
                 if (route[c] == e[i].sub) sp->dw1[(size_t)c * k1k1 + e[i].kpos] += e[i].value * cg[c];
         }
@@ -4633,16 +4677,24 @@ static void nn_sparse_conv1_grads(struct flowpic__sparse *sp, const flowpic_net 
 FLOWPIC_DEF flowpic_result flowpic_net_backward_sparse(flowpic_net *net, flowpic_workspace *ws, int batch)
 {
     struct flowpic__sparse *sp = ws ? ws->sparse : NULL;
-    const flowpic_layer *L1 = &net->layers[0], *L2 = &net->layers[NN_SPARSE_OUT];
+    const flowpic_layer *L1, *L2;
     const float *dy;
+    size_t chunk;
     int nt;
     if (!net || !sp || nn_backward_check(net, ws, batch, 1) != FLOWPIC_OK) return FLOWPIC_ERR_ARG;
+    L1 = &net->layers[0];
+    L2 = &net->layers[NN_SPARSE_OUT];
+    chunk = (size_t)sp->g.k2 * (size_t)sp->g.k2 * (size_t)sp->g.c1 * (size_t)sp->g.c2p;
     nt = nn_threads(ws);
     dy = nn_backward_layers(net, ws, NULL, batch, NN_SPARSE_OUT + 1);
     nn_sparse_sums(sp, dy, batch, net->grads + L2->bias_offset, nt);
-    nn_sparse_conv2_dw(sp, dy, batch, net->grads + L2->weight_offset, nt);
     NN_OMP(parallel for num_threads(nt) schedule(dynamic, 1))
-    for (int n = 0; n < batch; n++) nn_sparse_cell_grads(sp, dy + (size_t)n * L2->out_numel, n);
+    for (int j = 0; j < NN_SPARSE_CHUNKS; j++) {
+        float *dwt = sp->dwt + (size_t)j * chunk;
+        memset(dwt, 0, chunk * sizeof(float));
+        nn_sparse_cells_backward(sp, dy, j * batch / NN_SPARSE_CHUNKS, (j + 1) * batch / NN_SPARSE_CHUNKS, dwt);
+    }
+    nn_sparse_conv2_dw(sp, net->grads + L2->weight_offset);
     nn_sparse_conv1_grads(sp, net, batch, net->grads + L1->weight_offset, net->grads + L1->bias_offset);
     return FLOWPIC_OK;
 }
