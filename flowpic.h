@@ -3845,8 +3845,27 @@ static void nn_dropout_apply(const float *x, const uint8_t *mask, float scale, f
 {
     const long long count = (long long)n;
     (void)nt;
+    const long long chunks = count / 16;
+    (void)chunks;
+    /* constant-width chunks: vectorised at -O2 as selects (random masks defeat branches) */
     NN_OMP(parallel for num_threads(nt) schedule(static) if(count >= NN_PAR_MIN))
-    for (long long i = 0; i < count; i++) y[i] = mask[i] ? x[i] * scale : 0.0f;
+    for (long long k = 0; k < chunks; k++)
+        for (int v = 0; v < 16; v++) {
+            const long long i = k * 16 + v;
+            y[i] = mask[i] ? x[i] * scale : 0.0f;
+        }
+    for (long long i = chunks * 16; i < count; i++) y[i] = mask[i] ? x[i] * scale : 0.0f;
+}
+
+/* mask[i] = (flowpic_rng_uniform(rng) >= p) for i < n, in integers: uniform() is (next >> 11)
+ * * 2^-53 and p * 2^53 is exact, so the test is (next >> 11) >= ceil(p * 2^53): the same
+ * masks, without the conversions. */
+static void nn_dropout_masks(uint8_t *mask, size_t n, double p, flowpic_rng *rng)
+{
+    const double scaled = ceil(p * 9007199254740992.0);
+    const uint64_t threshold = (uint64_t)scaled;
+    size_t i;
+    for (i = 0; i < n; i++) mask[i] = (uint8_t)((flowpic_rng_next(rng) >> 11) >= threshold);
 }
 
 /* ---------------------------------------------------------------- dense */
@@ -3879,7 +3898,8 @@ static void nn_dense_backward(const flowpic_layer *L, const float *w, float *dw,
         float *dwo = dw + (size_t)o * (size_t)in, s = 0.0f;
         for (int n = 0; n < batch; n++) {
             const float g = dy[n * out + o];
-            nn_axpy(dwo, g, x + (size_t)n * (size_t)in, in);
+            /* zero gradients (ReLU, dropout: most of them) add exact zeros: skipped */
+            if (g != 0.0f) nn_axpy(dwo, g, x + (size_t)n * (size_t)in, in);
             s += g;
         }
         db[o] += s;
@@ -3889,7 +3909,8 @@ static void nn_dense_backward(const flowpic_layer *L, const float *w, float *dw,
     for (int n = 0; n < batch; n++) {
         float *dxn = dx + (size_t)n * (size_t)in;
         memset(dxn, 0, (size_t)in * sizeof(float));
-        for (int o = 0; o < out; o++) nn_axpy(dxn, dy[n * out + o], w + (size_t)o * (size_t)in, in);
+        for (int o = 0; o < out; o++)
+            if (dy[n * out + o] != 0.0f) nn_axpy(dxn, dy[n * out + o], w + (size_t)o * (size_t)in, in);
     }
 }
 
@@ -3969,11 +3990,7 @@ static void nn_forward_layers(const flowpic_net *net, flowpic_workspace *ws, con
                 memcpy(y, x, n_out * sizeof(float));
             } else {
                 uint8_t *mask = ws->masks + ws->mask_offset[l];
-                if (mode == FLOWPIC_MODE_TRAIN) {
-                    const double p = (double)L->dropout_p;
-                    size_t i;
-                    for (i = 0; i < n_out; i++) mask[i] = (uint8_t)(flowpic_rng_uniform(rng) >= p);
-                }
+                if (mode == FLOWPIC_MODE_TRAIN) nn_dropout_masks(mask, n_out, (double)L->dropout_p, rng);
                 nn_dropout_apply(x, mask, nn_dropout_scale(L->dropout_p), y, n_out, nt);
             }
             break;
