@@ -3851,8 +3851,13 @@ static void nn_dropout_apply(const float *x, const uint8_t *mask, float scale, f
     NN_OMP(parallel for num_threads(nt) schedule(static) if(count >= NN_PAR_MIN))
     for (long long k = 0; k < chunks; k++)
         for (int v = 0; v < 16; v++) {
+            /* y = mask ? x * scale : +0 as bits: x * scale AND all-ones or zero */
             const long long i = k * 16 + v;
-            y[i] = mask[i] ? x[i] * scale : 0.0f;
+            const float kept = x[i] * scale;
+            uint32_t bits;
+            memcpy(&bits, &kept, sizeof bits);
+            bits &= 0u - (uint32_t)(mask[i] != 0);
+            memcpy(&y[i], &bits, sizeof bits);
         }
     for (long long i = chunks * 16; i < count; i++) y[i] = mask[i] ? x[i] * scale : 0.0f;
 }
