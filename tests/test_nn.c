@@ -1208,32 +1208,59 @@ static void test_conv_full_dense(void)
 
 /* ------------------------------------------------------------------ determinism */
 
-/* Two TRAIN-mode steps (forward, loss, backward, Adam); returns the params and the logits */
-static void two_steps(flowpic_arch arch, int res, int m, int B, float **params_out, float **logits_out, size_t *np)
+/* The sparse picture of a dense one with integer values. */
+static void picture_from_dense(flowpic_picture *pic, const float *x, int res)
+{
+    size_t i, n = (size_t)res * (size_t)res;
+    memset(pic, 0, sizeof *pic);
+    pic->res = (uint32_t)res;
+    pic->pixels = (flowpic_pixel *)xmalloc(n * sizeof(flowpic_pixel));
+    for (i = 0; i < n; i++)
+        if (x[i] != 0.0f) {
+            pic->pixels[pic->n].index = (uint32_t)i;
+            pic->pixels[pic->n++].count = (uint32_t)x[i];
+        }
+}
+
+/* Two TRAIN-mode steps (forward, loss, backward, Adam), dense or sparse; returns the params
+ * and the logits */
+static void two_steps(flowpic_arch arch, int res, int m, int B, int sparse, float **params_out, float **logits_out,
+                      size_t *np)
 {
     flowpic_net net;
     flowpic_workspace ws;
     flowpic_rng rng;
+    flowpic_picture *pics = (flowpic_picture *)xmalloc((size_t)B * sizeof *pics);
     float *x;
     int *labels, i, step;
     flowpic_rng_seed(&rng, 99);
     CHECK_EQ(flowpic_net_init(&net, arch, res, m), FLOWPIC_OK);
-    CHECK_EQ(flowpic_workspace_init(&ws, &net, B, FLOWPIC_WS_TRAIN), FLOWPIC_OK);
+    CHECK_EQ(flowpic_workspace_init(&ws, &net, B, FLOWPIC_WS_TRAIN | (sparse ? FLOWPIC_WS_SPARSE : 0)), FLOWPIC_OK);
     flowpic_net_init_glorot(&net, &rng);
     x = (float *)xmalloc((size_t)B * (size_t)res * (size_t)res * sizeof(float));
     labels = (int *)xmalloc((size_t)B * sizeof(int));
     for (i = 0; i < B; i++) {
         fill_picture(x + (size_t)i * (size_t)res * (size_t)res, res, res, res == 1500 ? 2000 : 80, &rng);
+        picture_from_dense(&pics[i], x + (size_t)i * (size_t)res * (size_t)res, res);
         labels[i] = i % m;
     }
     for (step = 0; step < 2; step++) {
         flowpic_net_zero_grad(&net);
-        CHECK_EQ(flowpic_net_forward(&net, &ws, x, B, FLOWPIC_MODE_TRAIN, &rng), FLOWPIC_OK);
-        CHECK_EQ(flowpic_net_loss(&net, &ws, labels, B, NULL), FLOWPIC_OK);
-        CHECK_EQ(flowpic_net_backward(&net, &ws, x, B), FLOWPIC_OK);
+        if (sparse) {
+            CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_RAW, B, FLOWPIC_MODE_TRAIN, &rng), FLOWPIC_OK);
+            CHECK_EQ(flowpic_net_loss(&net, &ws, labels, B, NULL), FLOWPIC_OK);
+            CHECK_EQ(flowpic_net_backward_sparse(&net, &ws, B), FLOWPIC_OK);
+        } else {
+            CHECK_EQ(flowpic_net_forward(&net, &ws, x, B, FLOWPIC_MODE_TRAIN, &rng), FLOWPIC_OK);
+            CHECK_EQ(flowpic_net_loss(&net, &ws, labels, B, NULL), FLOWPIC_OK);
+            CHECK_EQ(flowpic_net_backward(&net, &ws, x, B), FLOWPIC_OK);
+        }
         CHECK_EQ(flowpic_adam_step(&net, 1e-3, 0.9, 0.999, 1e-8), FLOWPIC_OK);
     }
-    CHECK_EQ(flowpic_net_forward(&net, &ws, x, B, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_OK);
+    if (sparse) CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_RAW, B, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_OK);
+    else CHECK_EQ(flowpic_net_forward(&net, &ws, x, B, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_OK);
+    for (i = 0; i < B; i++) flowpic_picture_free(&pics[i]);
+    free(pics);
     *np = net.num_params;
     *params_out = (float *)xmalloc(net.num_params * sizeof(float));
     memcpy(*params_out, net.params, net.num_params * sizeof(float));
@@ -1245,7 +1272,7 @@ static void two_steps(flowpic_arch arch, int res, int m, int B, float **params_o
     flowpic_net_free(&net);
 }
 
-static void determinism_case(flowpic_arch arch, int res, int m, int B)
+static void determinism_case(flowpic_arch arch, int res, int m, int B, int sparse)
 {
     float *p1, *l1, *p2, *l2;
     size_t n1, n2;
@@ -1253,11 +1280,11 @@ static void determinism_case(flowpic_arch arch, int res, int m, int B)
     int saved = omp_get_max_threads();
     omp_set_num_threads(1);
 #endif
-    two_steps(arch, res, m, B, &p1, &l1, &n1);
+    two_steps(arch, res, m, B, sparse, &p1, &l1, &n1);
 #ifdef _OPENMP
-    omp_set_num_threads(2);
+    omp_set_num_threads(sparse ? 3 : 2);   /* sparse: chunks and samples split unevenly */
 #endif
-    two_steps(arch, res, m, B, &p2, &l2, &n2);
+    two_steps(arch, res, m, B, sparse, &p2, &l2, &n2);
 #ifdef _OPENMP
     omp_set_num_threads(saved);
 #endif
@@ -1272,13 +1299,15 @@ static void test_threads_bit_identical(void)
 #ifndef _OPENMP
     printf("     (built without OpenMP: checks run-to-run repeatability only)\n");
 #endif
-    determinism_case(FLOWPIC_ARCH_MINI, 32, 5, 8);
-    determinism_case(FLOWPIC_ARCH_MINI, 64, 3, 5);
+    determinism_case(FLOWPIC_ARCH_MINI, 32, 5, 8, 0);
+    determinism_case(FLOWPIC_ARCH_MINI, 64, 3, 5, 0);
+    determinism_case(FLOWPIC_ARCH_MINI, 32, 5, 19, 1);
 }
 
 static void test_threads_bit_identical_full(void)
 {
-    determinism_case(FLOWPIC_ARCH_FULL, 1500, 4, 2);
+    determinism_case(FLOWPIC_ARCH_FULL, 1500, 4, 2, 0);
+    determinism_case(FLOWPIC_ARCH_FULL, 1500, 4, 21, 1);
 }
 
 /* ------------------------------------------------------------------ training */
