@@ -4584,13 +4584,18 @@ static void nn_sparse_sums(struct flowpic__sparse *sp, const float *dy, int batc
     for (o = 0; o < g->c2; o++) {
         const float *d = sp->dsum + (size_t)o * plane;
         float *t = sp->tsum + (size_t)o * (size_t)g->k2 * (size_t)g->k2, s = 0.0f;
-        for (oy = 0; oy < g->oh2; oy++)
+        for (oy = 0; oy < g->oh2; oy++) {
+            /* separably: the row's sum for each kernel column, then added to each kernel row */
+            float part[FLOWPIC_NN_MAX_KERNEL];
+            for (kx = 0; kx < g->k2; kx++) part[kx] = 0.0f;
             for (ox = 0; ox < g->ow2; ox++) {
                 const float v = d[(size_t)oy * (size_t)g->ow2 + (size_t)ox];
                 s += v;
-                for (ky = rows[2 * oy]; ky < rows[2 * oy + 1]; ky++)
-                    for (kx = cols[2 * ox]; kx < cols[2 * ox + 1]; kx++) t[ky * g->k2 + kx] += v;
+                for (kx = cols[2 * ox]; kx < cols[2 * ox + 1]; kx++) part[kx] += v;
             }
+            for (ky = rows[2 * oy]; ky < rows[2 * oy + 1]; ky++)
+                for (kx = 0; kx < g->k2; kx++) t[ky * g->k2 + kx] += part[kx];
+        }
         db2[o] += s;
     }
 }

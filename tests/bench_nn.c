@@ -9,6 +9,9 @@
  *     --seconds S               time per figure, after the warm-up (default 5)
  *     --only LIST               comma list of train,infer1,inferB (default all three)
  *     --seed N                  initialisation and dropout seed (default 1)
+ *     --path dense|sparse       dense (default): render + flowpic_net_forward / backward / predict;
+ *                               sparse: flowpic_net_forward_sparse / backward_sparse / predict_sparse on
+ *                               the sparse pictures (FLOWPIC_WS_SPARSE workspaces, nothing rendered)
  *     --export PREFIX           write the pictures (at 1500, whatever --net) as PREFIX.sparse.npy,
  *                               int32 [nnz][4] = (picture, row, column, count), and
  *                               PREFIX.labels.npy, int32 [N]; then exit. tests/bench.sh packs
@@ -51,6 +54,9 @@
  *   flowpic_render_<net>           pictures/s  flowpic_picture_render alone (over the train phase)
  *   flowpic_train_peak_rss_<net>   MB          ru_maxrss after the train phase (10^6 bytes)
  *   flowpic_peak_rss_<net>         MB          ru_maxrss at the end (all phases, like torch_lenet.py's)
+ * With --path sparse the figures are flowpic_train_sparse_<net>, flowpic_infer1_sparse_<net>,
+ * flowpic_infer<B>_sparse_<net> (no render, so no *_compute_* twins), flowpic_train_peak_rss_sparse_<net>
+ * and flowpic_peak_rss_sparse_<net>.
  * with <net> = full, mini32 or mini64.  Exit status 0, or 1 on an error (message on stderr). */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #define FLOWPIC_IMPLEMENTATION
