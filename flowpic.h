@@ -740,7 +740,8 @@ FLOWPIC_DEF flowpic_result flowpic_net_predict(const flowpic_net *net, flowpic_w
 /* 1 when the sparse passes apply to net (see above). */
 FLOWPIC_DEF int flowpic_net_sparse_ok(const flowpic_net *net);
 /* flowpic_net_forward on pics[0 .. batch), pixel values through transform. FLOWPIC_ERR_ARG when
- * the sparse path does not apply or a picture's res is not the net's input; FLOWPIC_ERR_NOMEM. */
+ * the sparse path does not apply, a picture's res is not the net's input or its pixels are not
+ * sorted and inside it (as flowpic_picture_build makes them); FLOWPIC_ERR_NOMEM. */
 FLOWPIC_DEF flowpic_result flowpic_net_forward_sparse(const flowpic_net *net, flowpic_workspace *ws,
                                                       const flowpic_picture *pics, flowpic_transform transform,
                                                       int batch, flowpic_mode mode, flowpic_rng *rng);
@@ -4536,8 +4537,15 @@ FLOWPIC_DEF flowpic_result flowpic_net_forward_sparse(const flowpic_net *net, fl
     r = nn_sparse_state(net, ws, &sp);
     if (r != FLOWPIC_OK) return r;
     g = &sp->g;
-    for (n = 0; n < batch; n++)
+    for (n = 0; n < batch; n++) {
+        const uint32_t pixels = (uint32_t)g->h * (uint32_t)g->w;   /* h, w <= FLOWPIC_NN_MAX_DIM */
+        uint32_t j;
         if (pics[n].res != (uint32_t)g->h || g->h != g->w || (pics[n].n && !pics[n].pixels)) return FLOWPIC_ERR_ARG;
+        /* sorted and inside the picture, as flowpic_picture_build makes them */
+        for (j = 0; j < pics[n].n; j++)
+            if (pics[n].pixels[j].index >= pixels || (j > 0 && pics[n].pixels[j].index <= pics[n].pixels[j - 1].index))
+                return FLOWPIC_ERR_ARG;
+    }
     r = nn_sparse_reserve(sp, pics, batch);
     if (r != FLOWPIC_OK) return r;
     nn_sparse_prepare(sp, net);

@@ -1794,6 +1794,74 @@ static void free_pictures(flowpic_picture *pics, int n)
     for (i = 0; i < n; i++) flowpic_picture_free(&pics[i]);
 }
 
+/* The sparse entry points refuse what they cannot do, each with FLOWPIC_ERR_ARG. */
+static void test_sparse_api_errors(void)
+{
+    flowpic_layer_desc desc[FLOWPIC_NN_MAX_LAYERS];
+    flowpic_net net, other;
+    flowpic_workspace ws, dws;
+    flowpic_picture pics[2];
+    flowpic_rng rng;
+    float x[32 * 32];
+    int labels[2] = {0, 1}, nd;
+    flowpic_rng_seed(&rng, 3);
+    CHECK_EQ(flowpic_net_init(&net, FLOWPIC_ARCH_MINI, 32, 2), FLOWPIC_OK);
+    flowpic_net_init_glorot(&net, &rng);
+    CHECK(flowpic_net_sparse_ok(&net));
+    CHECK(!flowpic_net_sparse_ok(NULL));
+    /* no ReLU between conv1 and the pool: not the sparse path's shape */
+    nd = flowpic_net_preset(FLOWPIC_ARCH_MINI, 32, desc);
+    memmove(&desc[1], &desc[2], (size_t)(nd - 2) * sizeof desc[0]);
+    CHECK_EQ(flowpic_net_init_layers(&other, desc, nd - 1, 1, 32, 32, 2), FLOWPIC_OK);
+    CHECK(!flowpic_net_sparse_ok(&other));
+    CHECK_EQ(flowpic_workspace_init(&ws, &other, 2, FLOWPIC_WS_SPARSE), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_workspace_init(&ws, &other, 2, 0), FLOWPIC_OK);
+    make_picture(&pics[0], 32, PIC_RANDOM, 10, &rng);
+    make_picture(&pics[1], 32, PIC_RANDOM, 10, &rng);
+    CHECK_EQ(flowpic_net_forward_sparse(&other, &ws, pics, FLOWPIC_VALUE_RAW, 2, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_ERR_ARG);
+    flowpic_workspace_free(&ws);
+    flowpic_net_free(&other);
+
+    CHECK_EQ(flowpic_workspace_init(&ws, &net, 2, FLOWPIC_WS_TRAIN | FLOWPIC_WS_SPARSE), FLOWPIC_OK);
+    CHECK(flowpic_workspace_output(&ws, 0) == NULL);      /* not kept: conv1, relu1, pool1 */
+    CHECK(flowpic_workspace_output(&ws, 2) == NULL);
+    CHECK(flowpic_workspace_output(&ws, 3) != NULL);
+    memset(x, 0, sizeof x);
+    CHECK_EQ(flowpic_net_forward(&net, &ws, x, 1, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_ERR_ARG);   /* dense on sparse-only */
+    CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, NULL, FLOWPIC_VALUE_RAW, 2, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_COUNT, 2, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_RAW, 3, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_RAW, 2, FLOWPIC_MODE_TRAIN, NULL), FLOWPIC_ERR_ARG);
+    pics[1].res = 64;                                      /* not the net's input */
+    CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_RAW, 2, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_ERR_ARG);
+    pics[1].res = 32;
+    pics[1].pixels[1].index = pics[1].pixels[0].index;     /* not sorted */
+    CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_RAW, 2, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_ERR_ARG);
+    pics[1].pixels[1].index = 32 * 32;                     /* outside */
+    pics[1].n = 2;
+    CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_RAW, 2, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_ERR_ARG);
+    flowpic_picture_free(&pics[1]);
+    make_picture(&pics[1], 32, PIC_RANDOM, 10, &rng);
+    /* backward: only after a sparse forward and its loss */
+    CHECK_EQ(flowpic_net_backward_sparse(&net, &ws, 2), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_RAW, 2, FLOWPIC_MODE_TRAIN, &rng), FLOWPIC_OK);
+    CHECK_EQ(flowpic_net_backward_sparse(&net, &ws, 2), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_net_loss(&net, &ws, labels, 2, NULL), FLOWPIC_OK);
+    CHECK_EQ(flowpic_net_backward_sparse(&net, &ws, 1), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_net_backward(&net, &ws, x, 2), FLOWPIC_ERR_ARG);       /* the last forward was sparse */
+    CHECK_EQ(flowpic_net_backward_sparse(&net, &ws, 2), FLOWPIC_OK);
+    /* and the dense backward after a dense forward only */
+    CHECK_EQ(flowpic_workspace_init(&dws, &net, 1, FLOWPIC_WS_TRAIN), FLOWPIC_OK);
+    CHECK_EQ(flowpic_net_forward(&net, &dws, x, 1, FLOWPIC_MODE_TRAIN, &rng), FLOWPIC_OK);
+    CHECK_EQ(flowpic_net_loss(&net, &dws, labels, 1, NULL), FLOWPIC_OK);
+    CHECK_EQ(flowpic_net_backward_sparse(&net, &dws, 1), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_net_backward(&net, &dws, x, 1), FLOWPIC_OK);
+    flowpic_workspace_free(&dws);
+    flowpic_workspace_free(&ws);
+    free_pictures(pics, 2);
+    flowpic_net_free(&net);
+}
+
 /* The mini preset at 32 and 64, a custom net with another geometry (kernel not a multiple of
  * the stride, padding on both sides, pool 3, conv2 with stride 2), each on empty, border,
  * random, row-band and full-density pictures. */
@@ -1940,6 +2008,7 @@ static const test_entry g_tests[] = {
     {"threads_bit_identical_mini", test_threads_bit_identical},
     {"threads_bit_identical_full", test_threads_bit_identical_full},
     {"training_separable", test_training_separable},
+    {"sparse_api_errors", test_sparse_api_errors},
     {"sparse_vs_dense_small", test_sparse_vs_dense_small},
     {"sparse_vs_dense_full", test_sparse_vs_dense_full},
     {"sparse_vs_dense_real", test_sparse_vs_dense_real},
