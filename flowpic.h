@@ -4554,7 +4554,7 @@ FLOWPIC_DEF flowpic_result flowpic_net_forward_sparse(const flowpic_net *net, fl
     out_numel = net->layers[NN_SPARSE_OUT].out_numel;
     nt = nn_threads(ws);
     (void)nt;
-    NN_OMP(parallel for num_threads(nt) schedule(dynamic, 1))
+    NN_OMP(parallel for num_threads(nt) schedule(dynamic, 1) if(batch > 1))
     for (int i = 0; i < batch; i++) {
         const int tid = nn_thread_id();
         const size_t acc_len = (size_t)g->pk * (size_t)g->pw * (size_t)g->pk * (size_t)g->c1p;
@@ -4723,7 +4723,7 @@ FLOWPIC_DEF flowpic_result flowpic_net_backward_sparse(flowpic_net *net, flowpic
     nt = nn_threads(ws);
     dy = nn_backward_layers(net, ws, NULL, batch, NN_SPARSE_OUT + 1);
     nn_sparse_sums(sp, dy, batch, net->grads + L2->bias_offset, nt);
-    NN_OMP(parallel for num_threads(nt) schedule(dynamic, 1))
+    NN_OMP(parallel for num_threads(nt) schedule(dynamic, 1) if(batch > 1))
     for (int j = 0; j < NN_SPARSE_CHUNKS; j++) {
         float *dwt = sp->dwt + (size_t)j * chunk;
         memset(dwt, 0, chunk * sizeof(float));
