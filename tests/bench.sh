@@ -641,6 +641,10 @@ part_nn() {
     echo "#   from $SHARED_DIR/data: training samples/s (batch 128, forward + backward + Adam) and inference pictures/s"
     echo "#   (batch 1 and 128); nets: $nets; threads: $BENCH_NN_THREADS"
     [ -r /proc/loadavg ] && note "load average before part nn: $(cut -d' ' -f1-3 /proc/loadavg)"
+    # libgomp's default active wait spins at every barrier: on a machine with more runnable threads than
+    # cores that starves the other thread (measured: sparse batch-1 inference 61 against 7224 pictures/s).
+    # Both sides inherit this variable; export OMP_WAIT_POLICY=passive when the machine is busy.
+    note "OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset} (flowpic and torch both inherit it)"
     CC=${CC:-cc}
     if ! have "$CC"; then
         echo "SKIPPED bench nn: no C compiler '$CC' to build tests/bench_nn.c"
