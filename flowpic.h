@@ -2686,6 +2686,7 @@ FLOWPIC_DEF double flowpic_rng_uniform(flowpic_rng *rng)
  *   conv              naive reference and cache-blocked direct convolution, fwd + bwd
  *   pool, relu, dropout, dense, softmax-CE
  *   passes            forward, loss, backward, predict
+ *   sparse            conv1 / pool1 / conv2 straight from sparse pictures, forward + backward
  *   adam
  *   >>model           model files: save / load to memory (MODEL_FORMAT.md)
  */
