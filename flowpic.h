@@ -649,6 +649,11 @@ typedef enum flowpic_conv_algo {
 #define FLOWPIC_WS_TRAIN      1u       /* allocate what backward needs (masks, gradients) */
 #define FLOWPIC_WS_KEEP_GRADS 2u       /* keep every activation gradient (tests, debugging;
                                           implies FLOWPIC_WS_TRAIN) */
+#define FLOWPIC_WS_SPARSE     4u       /* only the sparse entry points (*_sparse) will run: no
+                                          dense activations for the layers they replace (needs
+                                          flowpic_net_sparse_ok) */
+
+struct flowpic__sparse;                /* the sparse path's state, grown with the pictures */
 
 /* Per-batch state. Fields are read-only for callers; use the accessors below. */
 typedef struct flowpic_workspace {
@@ -677,6 +682,8 @@ typedef struct flowpic_workspace {
     size_t            scratch_len;     /* floats per thread */
     uint8_t          *masks;           /* dropout keep masks, 1 = keep */
     void             *block;           /* the one allocation everything above lives in */
+    int               sparse_last;     /* the last forward was flowpic_net_forward_sparse */
+    struct flowpic__sparse *sparse;    /* its state (own allocations; NULL until first used) */
 } flowpic_workspace;
 
 /* --- networks -------------------------------------------------------------------------- */
@@ -750,6 +757,39 @@ FLOWPIC_DEF flowpic_result flowpic_net_backward(flowpic_net *net, flowpic_worksp
  * flowpic_workspace_probs()). */
 FLOWPIC_DEF flowpic_result flowpic_net_predict(const flowpic_net *net, flowpic_workspace *ws,
                                                const float *input, int batch, float *probs_out);
+
+/* --- sparse passes ---------------------------------------------------------------------
+ * The same passes straight from sparse pictures (flowpic_picture, res = the net's input, values
+ * through a transform; every transform maps 0 to 0). They apply to nets that start
+ * CONV (1 input channel) -> RELU -> MAXPOOL (kernel = stride) -> CONV, as both presets do:
+ *   conv1 + ReLU + pool1 are computed only at the pool cells whose receptive field holds a
+ *     non-zero pixel (each pixel touches at most ceil(k/s)^2 conv1 outputs per filter); every
+ *     other cell holds the "background" ReLU(bias) of its channel. conv1's outputs are the dense
+ *     path's bit for bit (same products, same order: the zeros it adds are exact).
+ *   conv2 = its output on the all-background input (one per call; padding is zero, not
+ *     background) plus the contribution of (cell - background) at the touched cells.
+ *   the layers after conv2 run as in the dense path. Backward mirrors it: conv2's weight
+ *     gradient from the batch's summed output gradient times the background plus the touched
+ *     cells, pool1's gradient only at the touched cells (and its total for conv1's bias), conv1's
+ *     weight gradient from the non-zero pixels; no input gradient.
+ * Results equal the dense path's to float rounding (tests/test_nn.c compares them) and do not
+ * depend on the thread count (samples split across threads, reductions in a fixed order).
+ * Memory grows with the non-zero pixels, never with res * res. */
+
+/* 1 when the sparse passes apply to net (see above). */
+FLOWPIC_DEF int flowpic_net_sparse_ok(const flowpic_net *net);
+/* flowpic_net_forward on pics[0 .. batch), pixel values through transform. FLOWPIC_ERR_ARG when
+ * the sparse path does not apply, a picture's res is not the net's input or its pixels are not
+ * sorted and inside it (as flowpic_picture_build makes them); FLOWPIC_ERR_NOMEM. */
+FLOWPIC_DEF flowpic_result flowpic_net_forward_sparse(const flowpic_net *net, flowpic_workspace *ws,
+                                                      const flowpic_picture *pics, flowpic_transform transform,
+                                                      int batch, flowpic_mode mode, flowpic_rng *rng);
+/* flowpic_net_backward after flowpic_net_forward_sparse + flowpic_net_loss (it keeps what it
+ * needs of the pictures: they may change in between). */
+FLOWPIC_DEF flowpic_result flowpic_net_backward_sparse(flowpic_net *net, flowpic_workspace *ws, int batch);
+FLOWPIC_DEF flowpic_result flowpic_net_predict_sparse(const flowpic_net *net, flowpic_workspace *ws,
+                                                      const flowpic_picture *pics, flowpic_transform transform,
+                                                      int batch, float *probs_out);
 
 /* --- optimizer ------------------------------------------------------------------------- */
 
@@ -3223,6 +3263,7 @@ FLOWPIC_DEF double flowpic_rng_uniform(flowpic_rng *rng)
  *   conv              naive reference and cache-blocked direct convolution, fwd + bwd
  *   pool, relu, dropout, dense, softmax-CE
  *   passes            forward, loss, backward, predict
+ *   sparse            conv1 / pool1 / conv2 straight from sparse pictures, forward + backward
  *   adam
  *   >>model           model files: save / load to memory (MODEL_FORMAT.md)
  */
@@ -3261,6 +3302,10 @@ FLOWPIC_DEF double flowpic_rng_uniform(flowpic_rng *rng)
 #ifndef FLOWPIC_NN_PARTIALS_BUDGET
 #define FLOWPIC_NN_PARTIALS_BUDGET (1u << 22)
 #endif
+/* The sparse passes replace layers 0 .. NN_SPARSE_OUT (conv1, ReLU, pool1, conv2); channels of
+ * conv1 and conv2 at most NN_SPARSE_MAX_C (per-cell buffers live on the stack). */
+#define NN_SPARSE_OUT 3
+#define NN_SPARSE_MAX_C 256
 /* Smaller loops (elements, or multiply-adds) run on one thread: not worth a fork/join. */
 #define NN_PAR_MIN 65536
 /* floats; keeps per-thread / per-tensor regions on separate cache lines */
@@ -3758,13 +3803,17 @@ FLOWPIC_DEF flowpic_result flowpic_workspace_init(flowpic_workspace *ws, const f
 {
     size_t B, acts = 0, grad_buf = 0, grads_total = 0, masks = 0, wt = 0, partials = 0;
     size_t scratch = 0, probs, off, total_floats, nbytes, t;
-    int l, first, nthreads = 1, train;
+    int l, first, nthreads = 1, train, dense_from;
     unsigned char *block;
     if (!ws) return FLOWPIC_ERR_ARG;
     memset(ws, 0, sizeof *ws);
     if (!net || !net->params || net->num_layers < 1 || max_batch < 1
-        || (flags & ~(FLOWPIC_WS_TRAIN | FLOWPIC_WS_KEEP_GRADS)) != 0)
+        || (flags & ~(FLOWPIC_WS_TRAIN | FLOWPIC_WS_KEEP_GRADS | FLOWPIC_WS_SPARSE)) != 0)
         return FLOWPIC_ERR_ARG;
+    if ((flags & FLOWPIC_WS_SPARSE) && !flowpic_net_sparse_ok(net)) return FLOWPIC_ERR_ARG;
+    /* sparse only: layers before NN_SPARSE_OUT have no dense output, conv2 (NN_SPARSE_OUT) no
+     * dense pass, and the layers after it work as usual */
+    dense_from = (flags & FLOWPIC_WS_SPARSE) ? NN_SPARSE_OUT + 1 : 0;
     if (max_batch > FLOWPIC_NN_MAX_BATCH) return FLOWPIC_ERR_LIMIT;
     if (flags & FLOWPIC_WS_KEEP_GRADS) flags |= FLOWPIC_WS_TRAIN;
     train = (flags & FLOWPIC_WS_TRAIN) != 0;
@@ -3780,6 +3829,7 @@ FLOWPIC_DEF flowpic_result flowpic_workspace_init(flowpic_workspace *ws, const f
         const flowpic_layer *L = &net->layers[l];
         size_t n;
         if (L->kind == FLOWPIC_LAYER_FLATTEN) { ws->act_offset[l] = ws->act_offset[l - 1]; continue; }
+        if (l < dense_from - 1) continue;   /* act_offset 0: never read (the accessors say NULL) */
         if (!nn_mul_size(L->out_numel, B, &n)) return FLOWPIC_ERR_LIMIT;
         ws->act_offset[l] = acts;
         if (!nn_add_size(acts, nn_round_up(n, NN_ALIGN), &acts)) return FLOWPIC_ERR_LIMIT;
@@ -3787,11 +3837,11 @@ FLOWPIC_DEF flowpic_result flowpic_workspace_init(flowpic_workspace *ws, const f
             ws->mask_offset[l] = masks;
             if (!nn_add_size(masks, nn_round_up(n, 64), &masks)) return FLOWPIC_ERR_LIMIT;
         }
-        if (train && l > first) {
+        if (train && l > first && l >= dense_from) {
             if (!nn_mul_size(L->in_numel, B, &t)) return FLOWPIC_ERR_LIMIT;
             if (t > grad_buf) grad_buf = t;
         }
-        if (L->kind == FLOWPIC_LAYER_CONV) {
+        if (L->kind == FLOWPIC_LAYER_CONV && l >= dense_from) {
             const nn_conv_pass bpass = l > first ? NN_CONV_BACKWARD_DX : NN_CONV_BACKWARD;
             nn_conv_geom g;
             nn_conv_geom_init(&g, L, NN_CONV_FORWARD);
@@ -3859,10 +3909,13 @@ FLOWPIC_DEF flowpic_result flowpic_workspace_init(flowpic_workspace *ws, const f
     return FLOWPIC_OK;
 }
 
+static void nn_sparse_free(struct flowpic__sparse *sp);
+
 FLOWPIC_DEF void flowpic_workspace_free(flowpic_workspace *ws)
 {
     if (!ws) return;
     if (ws->block) FLOWPIC_FREE(ws->block);
+    nn_sparse_free(ws->sparse);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -3871,9 +3924,15 @@ FLOWPIC_DEF void flowpic_workspace_set_conv_algo(flowpic_workspace *ws, flowpic_
     if (ws && (algo == FLOWPIC_CONV_BLOCKED || algo == FLOWPIC_CONV_NAIVE)) ws->conv_algo = algo;
 }
 
+/* 1 when layer's output is not kept by a FLOWPIC_WS_SPARSE workspace */
+static int nn_ws_no_output(const flowpic_workspace *ws, int layer)
+{
+    return (ws->flags & FLOWPIC_WS_SPARSE) && layer < NN_SPARSE_OUT;
+}
+
 FLOWPIC_DEF const float *flowpic_workspace_output(const flowpic_workspace *ws, int layer)
 {
-    if (!ws || !ws->acts || layer < 0 || layer >= ws->num_layers) return NULL;
+    if (!ws || !ws->acts || layer < 0 || layer >= ws->num_layers || nn_ws_no_output(ws, layer)) return NULL;
     return ws->acts + ws->act_offset[layer];
 }
 
@@ -3881,7 +3940,7 @@ FLOWPIC_DEF const float *flowpic_workspace_output_grad(const flowpic_workspace *
 {
     if (!ws || !ws->acts || layer < 0 || layer >= ws->num_layers) return NULL;
     if (layer == ws->num_layers - 1) return ws->dlogits;
-    if (!(ws->flags & FLOWPIC_WS_KEEP_GRADS)) return NULL;
+    if (!(ws->flags & FLOWPIC_WS_KEEP_GRADS) || nn_ws_no_output(ws, layer)) return NULL;
     return ws->grad_acts + ws->act_offset[layer];
 }
 
@@ -4365,8 +4424,32 @@ static void nn_dropout_apply(const float *x, const uint8_t *mask, float scale, f
 {
     const long long count = (long long)n;
     (void)nt;
+    const long long chunks = count / 16;
+    (void)chunks;
+    /* constant-width chunks: vectorised at -O2 as selects (random masks defeat branches) */
     NN_OMP(parallel for num_threads(nt) schedule(static) if(count >= NN_PAR_MIN))
-    for (long long i = 0; i < count; i++) y[i] = mask[i] ? x[i] * scale : 0.0f;
+    for (long long k = 0; k < chunks; k++)
+        for (int v = 0; v < 16; v++) {
+            /* y = mask ? x * scale : +0 as bits: x * scale AND all-ones or zero */
+            const long long i = k * 16 + v;
+            const float kept = x[i] * scale;
+            uint32_t bits;
+            memcpy(&bits, &kept, sizeof bits);
+            bits &= 0u - (uint32_t)(mask[i] != 0);
+            memcpy(&y[i], &bits, sizeof bits);
+        }
+    for (long long i = chunks * 16; i < count; i++) y[i] = mask[i] ? x[i] * scale : 0.0f;
+}
+
+/* mask[i] = (flowpic_rng_uniform(rng) >= p) for i < n, in integers: uniform() is (next >> 11)
+ * * 2^-53 and p * 2^53 is exact, so the test is (next >> 11) >= ceil(p * 2^53): the same
+ * masks, without the conversions. */
+static void nn_dropout_masks(uint8_t *mask, size_t n, double p, flowpic_rng *rng)
+{
+    const double scaled = ceil(p * 9007199254740992.0);
+    const uint64_t threshold = (uint64_t)scaled;
+    size_t i;
+    for (i = 0; i < n; i++) mask[i] = (uint8_t)((flowpic_rng_next(rng) >> 11) >= threshold);
 }
 
 /* ---------------------------------------------------------------- dense */
@@ -4399,7 +4482,8 @@ static void nn_dense_backward(const flowpic_layer *L, const float *w, float *dw,
         float *dwo = dw + (size_t)o * (size_t)in, s = 0.0f;
         for (int n = 0; n < batch; n++) {
             const float g = dy[n * out + o];
-            nn_axpy(dwo, g, x + (size_t)n * (size_t)in, in);
+            /* zero gradients (ReLU, dropout: most of them) add exact zeros: skipped */
+            if (g != 0.0f) nn_axpy(dwo, g, x + (size_t)n * (size_t)in, in);
             s += g;
         }
         db[o] += s;
@@ -4409,7 +4493,8 @@ static void nn_dense_backward(const flowpic_layer *L, const float *w, float *dw,
     for (int n = 0; n < batch; n++) {
         float *dxn = dx + (size_t)n * (size_t)in;
         memset(dxn, 0, (size_t)in * sizeof(float));
-        for (int o = 0; o < out; o++) nn_axpy(dxn, dy[n * out + o], w + (size_t)o * (size_t)in, in);
+        for (int o = 0; o < out; o++)
+            if (dy[n * out + o] != 0.0f) nn_axpy(dxn, dy[n * out + o], w + (size_t)o * (size_t)in, in);
     }
 }
 
@@ -4447,21 +4532,28 @@ static int nn_ws_matches(const flowpic_net *net, const flowpic_workspace *ws)
            && ws->num_layers == net->num_layers && ws->num_classes == net->num_classes;
 }
 
-FLOWPIC_DEF flowpic_result flowpic_net_forward(const flowpic_net *net, flowpic_workspace *ws,
-                                               const float *input, int batch, flowpic_mode mode,
-                                               flowpic_rng *rng)
+/* Checks shared by the forward passes; marks the workspace's last pass invalid. */
+static flowpic_result nn_forward_begin(const flowpic_net *net, flowpic_workspace *ws, int batch,
+                                       flowpic_mode mode, const flowpic_rng *rng)
 {
-    const float *x = input;
-    int l, nt;
-    if (!nn_ws_matches(net, ws) || !input || batch < 1 || batch > ws->max_batch) return FLOWPIC_ERR_ARG;
+    if (!nn_ws_matches(net, ws) || batch < 1 || batch > ws->max_batch) return FLOWPIC_ERR_ARG;
     if (mode != FLOWPIC_MODE_EVAL && mode != FLOWPIC_MODE_TRAIN && mode != FLOWPIC_MODE_TRAIN_FIXED_MASKS)
         return FLOWPIC_ERR_ARG;
     if (mode != FLOWPIC_MODE_EVAL && !(ws->flags & FLOWPIC_WS_TRAIN)) return FLOWPIC_ERR_ARG;
     if (mode == FLOWPIC_MODE_TRAIN && !rng) return FLOWPIC_ERR_ARG;
     ws->batch = 0;   /* invalid until this pass completes */
     ws->have_loss = 0;
-    nt = nn_threads(ws);
-    for (l = 0; l < net->num_layers; l++) {
+    ws->sparse_last = 0;
+    return FLOWPIC_OK;
+}
+
+/* Layers [from, num_layers) on x, the output of layer from - 1 (or the input). */
+static void nn_forward_layers(const flowpic_net *net, flowpic_workspace *ws, const float *x, int from,
+                              int batch, flowpic_mode mode, flowpic_rng *rng)
+{
+    const int nt = nn_threads(ws);
+    int l;
+    for (l = from; l < net->num_layers; l++) {
         const flowpic_layer *L = &net->layers[l];
         float *y = ws->acts + ws->act_offset[l];
         const size_t n_out = L->out_numel * (size_t)batch;
@@ -4482,11 +4574,7 @@ FLOWPIC_DEF flowpic_result flowpic_net_forward(const flowpic_net *net, flowpic_w
                 memcpy(y, x, n_out * sizeof(float));
             } else {
                 uint8_t *mask = ws->masks + ws->mask_offset[l];
-                if (mode == FLOWPIC_MODE_TRAIN) {
-                    const double p = (double)L->dropout_p;
-                    size_t i;
-                    for (i = 0; i < n_out; i++) mask[i] = (uint8_t)(flowpic_rng_uniform(rng) >= p);
-                }
+                if (mode == FLOWPIC_MODE_TRAIN) nn_dropout_masks(mask, n_out, (double)L->dropout_p, rng);
                 nn_dropout_apply(x, mask, nn_dropout_scale(L->dropout_p), y, n_out, nt);
             }
             break;
@@ -4500,6 +4588,16 @@ FLOWPIC_DEF flowpic_result flowpic_net_forward(const flowpic_net *net, flowpic_w
     }
     ws->batch = batch;
     ws->mode = mode;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_net_forward(const flowpic_net *net, flowpic_workspace *ws,
+                                               const float *input, int batch, flowpic_mode mode,
+                                               flowpic_rng *rng)
+{
+    flowpic_result r = nn_forward_begin(net, ws, batch, mode, rng);
+    if (r != FLOWPIC_OK) return r;
+    if (!input || (ws->flags & FLOWPIC_WS_SPARSE)) return FLOWPIC_ERR_ARG;
+    nn_forward_layers(net, ws, input, 0, batch, mode, rng);
     return FLOWPIC_OK;
 }
 
@@ -4519,20 +4617,17 @@ FLOWPIC_DEF flowpic_result flowpic_net_loss(const flowpic_net *net, flowpic_work
     return FLOWPIC_OK;
 }
 
-FLOWPIC_DEF flowpic_result flowpic_net_backward(flowpic_net *net, flowpic_workspace *ws,
-                                                const float *input, int batch)
+/* Back-propagates the dlogits through layers num_layers - 1 down to `stop` (layer l's input
+ * gets its gradient when l is after the first layer with parameters); returns the gradient of
+ * the output of layer stop - 1 (NULL if not computed). */
+static const float *nn_backward_layers(flowpic_net *net, flowpic_workspace *ws, const float *input,
+                                       int batch, int stop)
 {
-    const int keep = (ws && (ws->flags & FLOWPIC_WS_KEEP_GRADS)) != 0;
-    float *dout, *buf_a, *buf_b;
-    int l, first, nt;
-    if (!nn_ws_matches(net, ws) || !input || !(ws->flags & FLOWPIC_WS_TRAIN)) return FLOWPIC_ERR_ARG;
-    if (batch < 1 || batch != ws->batch || !ws->have_loss) return FLOWPIC_ERR_ARG;
-    nt = nn_threads(ws);
-    first = nn_first_param_layer(net);
-    buf_a = ws->grad_acts;
-    buf_b = ws->grad_acts + ws->grad_buf_len;
-    dout = ws->dlogits;
-    for (l = net->num_layers - 1; l >= first; l--) {
+    const int keep = (ws->flags & FLOWPIC_WS_KEEP_GRADS) != 0, nt = nn_threads(ws);
+    const int first = nn_first_param_layer(net);
+    float *dout = ws->dlogits, *buf_a = ws->grad_acts, *buf_b = ws->grad_acts + ws->grad_buf_len;
+    int l;
+    for (l = net->num_layers - 1; l >= stop; l--) {
         const flowpic_layer *L = &net->layers[l];
         const float *x = l > 0 ? ws->acts + ws->act_offset[l - 1] : input;
         const float *y = ws->acts + ws->act_offset[l];
@@ -4570,6 +4665,23 @@ FLOWPIC_DEF flowpic_result flowpic_net_backward(flowpic_net *net, flowpic_worksp
         }
         dout = din;
     }
+    return dout;
+}
+
+/* 0 when a backward pass may follow the last forward (sparse: 1 for the sparse pass). */
+static flowpic_result nn_backward_check(const flowpic_net *net, const flowpic_workspace *ws, int batch,
+                                        int sparse)
+{
+    if (!nn_ws_matches(net, ws) || !(ws->flags & FLOWPIC_WS_TRAIN)) return FLOWPIC_ERR_ARG;
+    if (batch < 1 || batch != ws->batch || !ws->have_loss || ws->sparse_last != sparse) return FLOWPIC_ERR_ARG;
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_net_backward(flowpic_net *net, flowpic_workspace *ws,
+                                                const float *input, int batch)
+{
+    if (!input || nn_backward_check(net, ws, batch, 0) != FLOWPIC_OK) return FLOWPIC_ERR_ARG;
+    (void)nn_backward_layers(net, ws, input, batch, nn_first_param_layer(net));
     return FLOWPIC_OK;
 }
 
@@ -4582,6 +4694,632 @@ FLOWPIC_DEF flowpic_result flowpic_net_predict(const flowpic_net *net, flowpic_w
                   net->num_classes);
     if (probs_out)
         memcpy(probs_out, ws->probs, (size_t)batch * (size_t)net->num_classes * sizeof(float));
+    return FLOWPIC_OK;
+}
+
+/* ---------------------------------------------------------------- sparse first layers */
+
+/* Geometry of the part the sparse passes replace: conv1 (1 -> c1 channels), ReLU, pool1
+ * (kernel = stride), conv2 (c1 -> c2). Channel vectors are padded to c1p, c2p (multiples of
+ * NN_SPV) so that their loops have a constant width and vectorise at -O2. */
+typedef struct nn_sparse_geom {
+    int h, w;                      /* input */
+    int c1, c1p, k1, s1, p1;       /* conv1 */
+    int pk, ph, pw;                /* pool1: kernel = stride, output rows and columns */
+    int c2, c2p, k2, s2, p2, oh2, ow2; /* conv2 */
+    int span;                      /* conv1 outputs per axis one input pixel touches, at most */
+} nn_sparse_geom;
+
+/* One (non-zero pixel, conv1 output it touches) pair, kept from forward for conv1's weight
+ * gradient. */
+typedef struct nn_sparse_entry {
+    uint32_t cell;                 /* the sample's touched pool1 cell holding the conv1 output */
+    uint16_t kpos;                 /* kernel position ky * k1 + kx */
+    uint16_t sub;                  /* position of the conv1 output in the pool window, row-major */
+    float value;                   /* the pixel's value */
+} nn_sparse_entry;
+
+struct flowpic__sparse {
+    nn_sparse_geom g;
+    size_t cells_cap, entries_cap;
+    uint32_t *cell_key;            /* [cells] py * pw + px, ascending within a sample */
+    float *cell_val;               /* [cells][c1p] pool1 output */
+    uint16_t *cell_route;          /* [cells][c1p] window position that gets the gradient, or NN_NO_ROUTE */
+    float *cell_grad;              /* [cells][c1p] dloss / d(pool1 output) */
+    nn_sparse_entry *entries;      /* [entries] */
+    size_t *cell_off, *entry_off;  /* [max_batch] start of each sample's region */
+    size_t *cell_n, *entry_n;      /* [max_batch] used */
+    float *acc;                    /* [threads][pk][pw * pk][c1p] conv1 sums of one pool row */
+    int *slot;                     /* [threads][pw] cell of a pool column in the current row, or -1 */
+    float *w1t;                    /* [k1 * k1][c1p] conv1 weights */
+    float *w2t;                    /* [k2 * k2][c1][c2p] conv2 weights */
+    float *bg;                     /* [c1p] background: ReLU(conv1 bias) */
+    float *base2;                  /* [c2][oh2][ow2] conv2 output on the all-background pool1 */
+    float *dsum;                   /* [c2][oh2][ow2] conv2 output gradient summed over the batch */
+    float *tsum;                   /* [c2][k2][k2] dsum summed over the outputs each kernel position reads */
+    float *dwt;                    /* [NN_SPARSE_CHUNKS][k2 * k2][c1][c2p] conv2 weight gradient per chunk */
+    float *dw1;                    /* [c1][k1 * k1] conv1 weight gradient of the batch */
+    float *cache;                  /* the parameters the above were derived from: b1, w1, w2, b2 */
+    size_t cache_len;
+    int cache_ok;
+    int *range2;                   /* [oh2 + ow2][2] conv2 kernel rows (columns) inside pool1, [lo, hi) */
+};
+
+#define NN_NO_ROUTE 0xFFFFu
+#define NN_SPV 8                   /* channel vector chunk */
+/* conv2's weight gradient is summed per chunk of samples (fixed bounds: the same sums
+ * whatever the thread count), then over the chunks in order */
+#define NN_SPARSE_CHUNKS 8
+
+static int nn_sparse_geom_init(const flowpic_net *net, nn_sparse_geom *g)
+{
+    const flowpic_layer *L = net->layers;
+    if (net->num_layers <= NN_SPARSE_OUT + 1 || L[0].kind != FLOWPIC_LAYER_CONV || L[0].in_c != 1
+        || L[1].kind != FLOWPIC_LAYER_RELU || L[2].kind != FLOWPIC_LAYER_MAXPOOL || L[2].kernel != L[2].stride
+        || L[3].kind != FLOWPIC_LAYER_CONV || L[0].out_c > NN_SPARSE_MAX_C || L[3].out_c > NN_SPARSE_MAX_C)
+        return 0;
+    g->h = L[0].in_h; g->w = L[0].in_w;
+    g->c1 = L[0].out_c; g->k1 = L[0].kernel; g->s1 = L[0].stride; g->p1 = L[0].pad_before;
+    g->c1p = nn_round_up_int(g->c1, NN_SPV);
+    g->pk = L[2].kernel; g->ph = L[2].out_h; g->pw = L[2].out_w;
+    g->c2 = L[3].out_c; g->k2 = L[3].kernel; g->s2 = L[3].stride; g->p2 = L[3].pad_before;
+    g->c2p = nn_round_up_int(g->c2, NN_SPV);
+    g->oh2 = L[3].out_h; g->ow2 = L[3].out_w;
+    g->span = (g->k1 + g->s1 - 1) / g->s1;
+    return 1;
+}
+
+FLOWPIC_DEF int flowpic_net_sparse_ok(const flowpic_net *net)
+{
+    nn_sparse_geom g;
+    return net && net->params && nn_sparse_geom_init(net, &g);
+}
+
+/* Outputs [*lo, *hi] (inclusive, clipped to [0, n)) of a conv (kernel k, stride s, padding p
+ * before) whose window holds input coordinate x; empty when *lo > *hi. */
+static void nn_touch_range(int x, int k, int s, int p, int n, int *lo, int *hi)
+{
+    const int first = x + p - k + 1;
+    *lo = first <= 0 ? 0 : (first + s - 1) / s;
+    *hi = nn_min_int((x + p) / s, n - 1);
+}
+
+static void nn_sparse_free(struct flowpic__sparse *sp)
+{
+    if (!sp) return;
+    FLOWPIC_FREE(sp->cell_key); FLOWPIC_FREE(sp->cell_val); FLOWPIC_FREE(sp->cell_route);
+    FLOWPIC_FREE(sp->cell_grad); FLOWPIC_FREE(sp->entries); FLOWPIC_FREE(sp->cell_off);
+    FLOWPIC_FREE(sp->acc); FLOWPIC_FREE(sp->slot);
+    FLOWPIC_FREE(sp);
+}
+
+/* The fixed part of the sparse state (everything but the per-sample cells and entries), made
+ * on first use. Sizes are bounded by the net's limits (MAX_DIM, MAX_KERNEL, NN_SPARSE_MAX_C). */
+static flowpic_result nn_sparse_state(const flowpic_net *net, flowpic_workspace *ws, struct flowpic__sparse **out)
+{
+    struct flowpic__sparse *sp = ws->sparse;
+    nn_sparse_geom g;
+    size_t B = (size_t)ws->max_batch, T = (size_t)ws->num_threads, acc, nf, k1k1, k2k2, plane, c1, c2;
+    if (!nn_sparse_geom_init(net, &g)) return FLOWPIC_ERR_ARG;
+    if (sp) { *out = sp; return FLOWPIC_OK; }   /* the layout is the workspace's (layout_id) */
+    sp = (struct flowpic__sparse *)FLOWPIC_MALLOC(sizeof *sp);
+    if (!sp) return FLOWPIC_ERR_NOMEM;
+    memset(sp, 0, sizeof *sp);
+    sp->g = g;
+    c1 = (size_t)g.c1; c2 = (size_t)g.c2;
+    acc = (size_t)g.pk * (size_t)g.pw * (size_t)g.pk * (size_t)g.c1p;
+    k1k1 = (size_t)g.k1 * (size_t)g.k1;
+    k2k2 = (size_t)g.k2 * (size_t)g.k2;
+    plane = (size_t)g.oh2 * (size_t)g.ow2;
+    sp->cache_len = c1 + c1 * k1k1 + c2 * c1 * k2k2 + c2;
+    nf = T * acc + k1k1 * (size_t)g.c1p + k2k2 * c1 * (size_t)g.c2p + (size_t)g.c1p + 2 * c2 * plane
+         + c2 * k2k2 + NN_SPARSE_CHUNKS * k2k2 * c1 * (size_t)g.c2p + c1 * k1k1 + sp->cache_len;
+    sp->cell_off = (size_t *)FLOWPIC_MALLOC(4 * B * sizeof(size_t));
+    sp->acc = (float *)FLOWPIC_MALLOC(nf * sizeof(float));
+    sp->slot = (int *)FLOWPIC_MALLOC((T * (size_t)g.pw + 2 * ((size_t)g.oh2 + (size_t)g.ow2)) * sizeof(int));
+    if (!sp->cell_off || !sp->acc || !sp->slot) { nn_sparse_free(sp); return FLOWPIC_ERR_NOMEM; }
+    memset(sp->acc, 0, nf * sizeof(float));   /* the padding channels stay 0 */
+    sp->entry_off = sp->cell_off + B; sp->cell_n = sp->entry_off + B; sp->entry_n = sp->cell_n + B;
+    sp->range2 = sp->slot + T * (size_t)g.pw;
+    sp->w1t = sp->acc + T * acc;
+    sp->w2t = sp->w1t + k1k1 * (size_t)g.c1p;
+    sp->bg = sp->w2t + k2k2 * c1 * (size_t)g.c2p;
+    sp->base2 = sp->bg + g.c1p;
+    sp->dsum = sp->base2 + c2 * plane;
+    sp->tsum = sp->dsum + c2 * plane;
+    sp->dwt = sp->tsum + c2 * k2k2;
+    sp->dw1 = sp->dwt + NN_SPARSE_CHUNKS * k2k2 * c1 * (size_t)g.c2p;
+    sp->cache = sp->dw1 + c1 * k1k1;
+    ws->sparse = sp;
+    *out = sp;
+    return FLOWPIC_OK;
+}
+
+/* 1 when the parameters the prepared state came from are unchanged (then nothing is redone);
+ * else records them. */
+static int nn_sparse_cached(struct flowpic__sparse *sp, const flowpic_net *net)
+{
+    const flowpic_layer *L1 = &net->layers[0], *L2 = &net->layers[NN_SPARSE_OUT];
+    const float *part[4];
+    size_t len[4], i, off = 0;
+    int same = sp->cache_ok;
+    part[0] = net->params + L1->bias_offset; len[0] = L1->num_biases;
+    part[1] = net->params + L1->weight_offset; len[1] = L1->num_weights;
+    part[2] = net->params + L2->weight_offset; len[2] = L2->num_weights;
+    part[3] = net->params + L2->bias_offset; len[3] = L2->num_biases;
+    for (i = 0; i < 4 && same; off += len[i], i++) same = memcmp(sp->cache + off, part[i], len[i] * sizeof(float)) == 0;
+    if (same) return 1;
+    for (i = 0, off = 0; i < 4; off += len[i], i++) memcpy(sp->cache + off, part[i], len[i] * sizeof(float));
+    sp->cache_ok = 1;
+    return 0;
+}
+
+/* conv2's output on the all-background pool1: b2 + sum over channels of bg * (the kernel's
+ * weights that fall inside pool1). Rows (columns) with the same kernel range are equal: each
+ * distinct range is summed once. */
+static void nn_sparse_base2(struct flowpic__sparse *sp, const float *w2, const float *b2)
+{
+    const nn_sparse_geom *g = &sp->g;
+    const int k2k2 = g->k2 * g->k2, *rows = sp->range2, *cols = sp->range2 + 2 * g->oh2;
+    int c, o, t, oy, ox, ky, kx;
+    for (o = 0; o < g->c2; o++) {
+        float kern[FLOWPIC_NN_MAX_KERNEL * FLOWPIC_NN_MAX_KERNEL], colsum[FLOWPIC_NN_MAX_KERNEL];
+        float *out = sp->base2 + (size_t)o * (size_t)g->oh2 * (size_t)g->ow2;
+        for (t = 0; t < k2k2; t++) {
+            float s = 0.0f;
+            for (c = 0; c < g->c1; c++) s += sp->bg[c] * w2[((size_t)o * (size_t)g->c1 + (size_t)c) * (size_t)k2k2 + (size_t)t];
+            kern[t] = s;
+        }
+        for (oy = 0; oy < g->oh2; oy++) {
+            float *row = out + (size_t)oy * (size_t)g->ow2;
+            if (oy > 0 && rows[2 * oy] == rows[2 * oy - 2] && rows[2 * oy + 1] == rows[2 * oy - 1]) {
+                memcpy(row, row - g->ow2, (size_t)g->ow2 * sizeof(float));
+                continue;
+            }
+            for (kx = 0; kx < g->k2; kx++) {
+                float s = 0.0f;
+                for (ky = rows[2 * oy]; ky < rows[2 * oy + 1]; ky++) s += kern[ky * g->k2 + kx];
+                colsum[kx] = s;
+            }
+            for (ox = 0; ox < g->ow2; ox++) {
+                float s = 0.0f;
+                if (ox > 0 && cols[2 * ox] == cols[2 * ox - 2] && cols[2 * ox + 1] == cols[2 * ox - 1]) {
+                    row[ox] = row[ox - 1];
+                    continue;
+                }
+                for (kx = cols[2 * ox]; kx < cols[2 * ox + 1]; kx++) s += colsum[kx];
+                row[ox] = s + b2[o];
+            }
+        }
+    }
+}
+
+/* Per call, unless the parameters are those of the last call: transposed weights, the
+ * background, conv2's kernel ranges and its background output. */
+static void nn_sparse_prepare(struct flowpic__sparse *sp, const flowpic_net *net)
+{
+    const nn_sparse_geom *g = &sp->g;
+    const flowpic_layer *L1 = &net->layers[0], *L2 = &net->layers[NN_SPARSE_OUT];
+    const float *w1 = net->params + L1->weight_offset, *b1 = net->params + L1->bias_offset;
+    const float *w2 = net->params + L2->weight_offset, *b2 = net->params + L2->bias_offset;
+    const int k1k1 = g->k1 * g->k1, k2k2 = g->k2 * g->k2;
+    int *rows = sp->range2, *cols = sp->range2 + 2 * g->oh2;
+    int c, o, t, oy, ox;
+    if (nn_sparse_cached(sp, net)) return;
+    for (c = 0; c < g->c1; c++) {
+        sp->bg[c] = b1[c] > 0.0f ? b1[c] : 0.0f;
+        for (t = 0; t < k1k1; t++) sp->w1t[(size_t)t * (size_t)g->c1p + (size_t)c] = w1[(size_t)c * (size_t)k1k1 + (size_t)t];
+    }
+    for (o = 0; o < g->c2; o++)
+        for (c = 0; c < g->c1; c++)
+            for (t = 0; t < k2k2; t++)
+                sp->w2t[((size_t)t * (size_t)g->c1 + (size_t)c) * (size_t)g->c2p + (size_t)o]
+                    = w2[((size_t)o * (size_t)g->c1 + (size_t)c) * (size_t)k2k2 + (size_t)t];
+    /* kernel row ky of output row oy reads pool1 row oy * s2 + ky - p2, inside for ky in [lo, hi) */
+    for (oy = 0; oy < g->oh2; oy++) {
+        rows[2 * oy] = nn_min_int(g->k2, g->p2 > oy * g->s2 ? g->p2 - oy * g->s2 : 0);
+        rows[2 * oy + 1] = nn_min_int(g->k2, g->ph + g->p2 - oy * g->s2);
+    }
+    for (ox = 0; ox < g->ow2; ox++) {
+        cols[2 * ox] = nn_min_int(g->k2, g->p2 > ox * g->s2 ? g->p2 - ox * g->s2 : 0);
+        cols[2 * ox + 1] = nn_min_int(g->k2, g->pw + g->p2 - ox * g->s2);
+    }
+    nn_sparse_base2(sp, w2, b2);
+}
+
+/* Max-pools (after ReLU) the conv1 sums of pool column px of the current pool row, as the
+ * dense path does (the first maximal element in row-major order gets the gradient; ReLU'(0)
+ * = 0), and clears them. */
+static void nn_sparse_pool_cell(const nn_sparse_geom *g, float *acc, int px, const float *b1, float *val,
+                                uint16_t *route)
+{
+    const size_t owc = (size_t)g->pw * (size_t)g->pk;
+    float best_v[NN_SPARSE_MAX_C];
+    int best_at[NN_SPARSE_MAX_C], sy, sx, c, v;
+    for (sy = 0; sy < g->pk; sy++)
+        for (sx = 0; sx < g->pk; sx++) {
+            const int sub = sy * g->pk + sx;
+            float *a = acc + ((size_t)sy * owc + (size_t)(px * g->pk + sx)) * (size_t)g->c1p;
+            for (c = 0; c < g->c1p; c += NN_SPV)
+                for (v = 0; v < NN_SPV; v++) {
+                    const float y = a[c + v] + b1[c + v], r = y > 0.0f ? y : 0.0f;
+                    const int better = sub == 0 || r > best_v[c + v];
+                    best_v[c + v] = better ? r : best_v[c + v];
+                    best_at[c + v] = better ? sub : best_at[c + v];
+                    a[c + v] = 0.0f;
+                }
+        }
+    for (c = 0; c < g->c1; c++) {
+        val[c] = best_v[c];
+        route[c] = best_v[c] > 0.0f ? (uint16_t)best_at[c] : (uint16_t)NN_NO_ROUTE;
+    }
+}
+
+/* conv1 + ReLU + pool1 of one picture, pool row by pool row: the pool1 cells whose window
+ * reads a non-zero pixel (ascending), and the (pixel, conv1 output) entries. Each conv1 sum
+ * adds its pixels in (row, column) = (ky, kx) order, as the dense path adds its products
+ * (the zero pixels it also adds change nothing), then the bias. b1 is padded to c1p.
+ * Returns the cell count. */
+static size_t nn_sparse_conv1_pool(const nn_sparse_geom *g, const float *w1t, const float *b1,
+                                   const flowpic_picture *pic, flowpic_transform transform, uint32_t *key,
+                                   float *val, uint16_t *route, nn_sparse_entry *ent, size_t *n_ent,
+                                   float *acc, int *slot)
+{
+    const int owc = g->pw * g->pk;
+    const uint32_t W = (uint32_t)g->w;
+    size_t a = 0, ncell = 0, ne = 0, i;
+    int py, px, c, v;
+    for (px = 0; px < g->pw; px++) slot[px] = -1;
+    for (py = 0; py < g->ph; py++) {
+        const int oy0 = py * g->pk;
+        const long r_lo = (long)oy0 * g->s1 - g->p1, r_hi = (long)(oy0 + g->pk - 1) * g->s1 - g->p1 + g->k1;
+        const size_t e0 = ne;
+        while (a < pic->n && (long)(pic->pixels[a].index / W) < r_lo) a++;
+        for (i = a; i < pic->n && (long)(pic->pixels[i].index / W) < r_hi; i++) {
+            const int r = (int)(pic->pixels[i].index / W), col = (int)(pic->pixels[i].index % W);
+            const float value = flowpic_transform_value(transform, pic->pixels[i].count);
+            int oy, oy_lo, oy_hi, ox, ox_lo, ox_hi;
+            nn_touch_range(r, g->k1, g->s1, g->p1, oy0 + g->pk, &oy_lo, &oy_hi);
+            nn_touch_range(col, g->k1, g->s1, g->p1, owc, &ox_lo, &ox_hi);
+            if (oy_lo < oy0) oy_lo = oy0;
+            for (oy = oy_lo; oy <= oy_hi; oy++) {
+                const int ky = r + g->p1 - oy * g->s1, sy = oy - oy0;
+                for (ox = ox_lo; ox <= ox_hi; ox++) {
+                    const int kx = col + g->p1 - ox * g->s1;
+                    float *FLOWPIC_RESTRICT s = acc + ((size_t)sy * (size_t)owc + (size_t)ox) * (size_t)g->c1p;
+                    const float *FLOWPIC_RESTRICT wk = w1t + (size_t)(ky * g->k1 + kx) * (size_t)g->c1p;
+                    for (c = 0; c < g->c1p; c += NN_SPV)
+                        for (v = 0; v < NN_SPV; v++) s[c + v] += wk[c + v] * value;
+                    slot[ox / g->pk] = 0;
+                    ent[ne].cell = (uint32_t)(ox / g->pk);   /* the pool column until the cells exist */
+                    ent[ne].kpos = (uint16_t)(ky * g->k1 + kx);
+                    ent[ne].sub = (uint16_t)(sy * g->pk + ox % g->pk);
+                    ent[ne].value = value;
+                    ne++;
+                }
+            }
+        }
+        if (ne == e0) continue;
+        for (px = 0; px < g->pw; px++) {
+            if (slot[px] < 0) continue;
+            slot[px] = (int)ncell;
+            key[ncell] = (uint32_t)(py * g->pw + px);
+            nn_sparse_pool_cell(g, acc, px, b1, val + ncell * (size_t)g->c1p, route + ncell * (size_t)g->c1p);
+            ncell++;
+        }
+        for (i = e0; i < ne; i++) ent[i].cell = (uint32_t)slot[ent[i].cell];
+        for (px = 0; px < g->pw; px++) slot[px] = -1;
+    }
+    *n_ent = ne;
+    return ncell;
+}
+
+/* (cell - background) of a touched cell into delta[c1]; 0 when it is all zero. */
+static int nn_sparse_delta(const struct flowpic__sparse *sp, const float *val, float *delta)
+{
+    int c, any = 0;
+    for (c = 0; c < sp->g.c1; c++) {
+        delta[c] = val[c] - sp->bg[c];
+        any |= delta[c] != 0.0f;
+    }
+    return any;
+}
+
+/* conv2 output of one sample: the background output plus (cell - background) times the
+ * weights, for every touched cell. */
+static void nn_sparse_conv2_forward(const struct flowpic__sparse *sp, const uint32_t *key, const float *val,
+                                    size_t ncell, float *y)
+{
+    const nn_sparse_geom *g = &sp->g;
+    const size_t plane = (size_t)g->oh2 * (size_t)g->ow2;
+    size_t i;
+    int c, o, v;
+    memcpy(y, sp->base2, (size_t)g->c2 * plane * sizeof(float));
+    for (i = 0; i < ncell; i++) {
+        const int py = (int)(key[i] / (uint32_t)g->pw), px = (int)(key[i] % (uint32_t)g->pw);
+        float delta[NN_SPARSE_MAX_C];
+        int oy, oy_lo, oy_hi, ox, ox_lo, ox_hi;
+        if (!nn_sparse_delta(sp, val + i * (size_t)g->c1p, delta)) continue;   /* adds exact zeros */
+        nn_touch_range(py, g->k2, g->s2, g->p2, g->oh2, &oy_lo, &oy_hi);
+        nn_touch_range(px, g->k2, g->s2, g->p2, g->ow2, &ox_lo, &ox_hi);
+        for (oy = oy_lo; oy <= oy_hi; oy++)
+            for (ox = ox_lo; ox <= ox_hi; ox++) {
+                const int t = (py + g->p2 - oy * g->s2) * g->k2 + (px + g->p2 - ox * g->s2);
+                float sum[NN_SPARSE_MAX_C];
+                float *yo = y + (size_t)oy * (size_t)g->ow2 + (size_t)ox;
+                for (o = 0; o < g->c2p; o++) sum[o] = 0.0f;
+                for (c = 0; c < g->c1; c++) {
+                    const float d = delta[c];
+                    const float *FLOWPIC_RESTRICT wr = sp->w2t + ((size_t)t * (size_t)g->c1 + (size_t)c) * (size_t)g->c2p;
+                    if (d == 0.0f) continue;
+                    for (o = 0; o < g->c2p; o += NN_SPV)
+                        for (v = 0; v < NN_SPV; v++) sum[o + v] += d * wr[o + v];
+                }
+                for (o = 0; o < g->c2; o++) yo[(size_t)o * plane] += sum[o];
+            }
+    }
+}
+
+/* Per-sample regions for the cells and entries of pics[0 .. batch) (upper bounds), grown as
+ * needed: memory follows the non-zero pixels. */
+static flowpic_result nn_sparse_reserve(struct flowpic__sparse *sp, const flowpic_picture *pics, int batch)
+{
+    const nn_sparse_geom *g = &sp->g;
+    const size_t per_pixel = (size_t)g->span * (size_t)g->span, max_cells = (size_t)g->ph * (size_t)g->pw;
+    size_t cells = 0, entries = 0, e, c1p = (size_t)g->c1p, bytes;
+    int n;
+    for (n = 0; n < batch; n++) {
+        if (!nn_mul_size(pics[n].n, per_pixel, &e)) return FLOWPIC_ERR_LIMIT;
+        sp->cell_off[n] = cells;
+        sp->entry_off[n] = entries;
+        if (!nn_add_size(entries, e, &entries) || !nn_add_size(cells, e < max_cells ? e : max_cells, &cells))
+            return FLOWPIC_ERR_LIMIT;
+    }
+    if (entries > sp->entries_cap) {
+        nn_sparse_entry *p;
+        if (!nn_mul_size(entries, sizeof *p, &bytes)) return FLOWPIC_ERR_LIMIT;
+        p = (nn_sparse_entry *)FLOWPIC_REALLOC(sp->entries, bytes);
+        if (!p) return FLOWPIC_ERR_NOMEM;
+        sp->entries = p;
+        sp->entries_cap = entries;
+    }
+    if (cells > sp->cells_cap) {
+        void *k, *v, *r, *d;
+        if (!nn_mul_size(cells, c1p * sizeof(float), &bytes)) return FLOWPIC_ERR_LIMIT;
+        k = FLOWPIC_REALLOC(sp->cell_key, cells * sizeof(uint32_t));
+        if (k) sp->cell_key = (uint32_t *)k;
+        v = FLOWPIC_REALLOC(sp->cell_val, bytes);
+        if (v) sp->cell_val = (float *)v;
+        d = FLOWPIC_REALLOC(sp->cell_grad, bytes);
+        if (d) sp->cell_grad = (float *)d;
+        r = FLOWPIC_REALLOC(sp->cell_route, cells * c1p * sizeof(uint16_t));
+        if (r) sp->cell_route = (uint16_t *)r;
+        if (!k || !v || !d || !r) return FLOWPIC_ERR_NOMEM;
+        sp->cells_cap = cells;
+    }
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_net_forward_sparse(const flowpic_net *net, flowpic_workspace *ws,
+                                                      const flowpic_picture *pics, flowpic_transform transform,
+                                                      int batch, flowpic_mode mode, flowpic_rng *rng)
+{
+    struct flowpic__sparse *sp;
+    const nn_sparse_geom *g;
+    float *y, b1[NN_SPARSE_MAX_C];
+    size_t out_numel;
+    int n, c, nt;
+    flowpic_result r = nn_forward_begin(net, ws, batch, mode, rng);
+    if (r != FLOWPIC_OK) return r;
+    if (!pics || (int)transform < 0 || transform >= FLOWPIC_VALUE_COUNT) return FLOWPIC_ERR_ARG;
+    r = nn_sparse_state(net, ws, &sp);
+    if (r != FLOWPIC_OK) return r;
+    g = &sp->g;
+    for (n = 0; n < batch; n++) {
+        const uint32_t pixels = (uint32_t)g->h * (uint32_t)g->w;   /* h, w <= FLOWPIC_NN_MAX_DIM */
+        uint32_t j;
+        if (pics[n].res != (uint32_t)g->h || g->h != g->w || (pics[n].n && !pics[n].pixels)) return FLOWPIC_ERR_ARG;
+        /* sorted and inside the picture, as flowpic_picture_build makes them */
+        for (j = 0; j < pics[n].n; j++)
+            if (pics[n].pixels[j].index >= pixels || (j > 0 && pics[n].pixels[j].index <= pics[n].pixels[j - 1].index))
+                return FLOWPIC_ERR_ARG;
+    }
+    r = nn_sparse_reserve(sp, pics, batch);
+    if (r != FLOWPIC_OK) return r;
+    nn_sparse_prepare(sp, net);
+    for (c = 0; c < g->c1p; c++) b1[c] = c < g->c1 ? net->params[net->layers[0].bias_offset + (size_t)c] : 0.0f;
+    y = ws->acts + ws->act_offset[NN_SPARSE_OUT];
+    out_numel = net->layers[NN_SPARSE_OUT].out_numel;
+    nt = nn_threads(ws);
+    (void)nt;
+    NN_OMP(parallel for num_threads(nt) schedule(dynamic, 1) if(batch > 1))
+    for (int i = 0; i < batch; i++) {
+        const int tid = nn_thread_id();
+        const size_t acc_len = (size_t)g->pk * (size_t)g->pw * (size_t)g->pk * (size_t)g->c1p;
+        const size_t co = sp->cell_off[i], c1p = (size_t)g->c1p;
+        sp->cell_n[i] = nn_sparse_conv1_pool(g, sp->w1t, b1, &pics[i], transform, sp->cell_key + co,
+                                             sp->cell_val + co * c1p, sp->cell_route + co * c1p,
+                                             sp->entries + sp->entry_off[i], &sp->entry_n[i],
+                                             sp->acc + (size_t)tid * acc_len, sp->slot + (size_t)tid * (size_t)g->pw);
+        nn_sparse_conv2_forward(sp, sp->cell_key + co, sp->cell_val + co * c1p, sp->cell_n[i],
+                                y + (size_t)i * out_numel);
+    }
+    nn_forward_layers(net, ws, y, NN_SPARSE_OUT + 1, batch, mode, rng);
+    ws->sparse_last = 1;
+    return FLOWPIC_OK;
+}
+
+/* dsum = conv2's output gradient summed over the batch (in sample order); db2 += its sum;
+ * tsum[o][ky][kx] = the sum of dsum[o] over the outputs whose kernel position (ky, kx) reads
+ * inside pool1. */
+static void nn_sparse_sums(struct flowpic__sparse *sp, const float *dy, int batch, float *db2, int nt)
+{
+    const nn_sparse_geom *g = &sp->g;
+    const size_t plane = (size_t)g->oh2 * (size_t)g->ow2, numel = (size_t)g->c2 * plane;
+    const int *rows = sp->range2, *cols = sp->range2 + 2 * g->oh2;
+    const long long count = (long long)numel;
+    int o, oy, ox, ky, kx;
+    (void)nt;
+    NN_OMP(parallel for num_threads(nt) schedule(static) if(count * batch >= NN_PAR_MIN))
+    for (long long i = 0; i < count; i++) {
+        float s = 0.0f;
+        for (int n = 0; n < batch; n++) s += dy[(size_t)n * numel + (size_t)i];
+        sp->dsum[i] = s;
+    }
+    memset(sp->tsum, 0, (size_t)g->c2 * (size_t)g->k2 * (size_t)g->k2 * sizeof(float));
+    for (o = 0; o < g->c2; o++) {
+        const float *d = sp->dsum + (size_t)o * plane;
+        float *t = sp->tsum + (size_t)o * (size_t)g->k2 * (size_t)g->k2, s = 0.0f;
+        for (oy = 0; oy < g->oh2; oy++) {
+            /* separably: the row's sum for each kernel column, then added to each kernel row */
+            float part[FLOWPIC_NN_MAX_KERNEL];
+            for (kx = 0; kx < g->k2; kx++) part[kx] = 0.0f;
+            for (ox = 0; ox < g->ow2; ox++) {
+                const float v = d[(size_t)oy * (size_t)g->ow2 + (size_t)ox];
+                s += v;
+                for (kx = cols[2 * ox]; kx < cols[2 * ox + 1]; kx++) part[kx] += v;
+            }
+            for (ky = rows[2 * oy]; ky < rows[2 * oy + 1]; ky++)
+                for (kx = 0; kx < g->k2; kx++) t[ky * g->k2 + kx] += part[kx];
+        }
+        db2[o] += s;
+    }
+}
+
+/* The touched cells of samples [n0, n1): conv2's weight gradient terms (cell - bg) * dy into
+ * dwt[k2 * k2][c1][c2p] (added, in sample and cell order), and pool1's gradient at each cell
+ * (the sum over the conv2 outputs whose window holds it of their gradient times the weight). */
+static void nn_sparse_cells_backward(struct flowpic__sparse *sp, const float *dy, int n0, int n1, float *dwt)
+{
+    const nn_sparse_geom *g = &sp->g;
+    const size_t plane = (size_t)g->oh2 * (size_t)g->ow2, numel = (size_t)g->c2 * plane;
+    int n, c, o, v;
+    for (n = n0; n < n1; n++) {
+        const float *dyn = dy + (size_t)n * numel;
+        const size_t co = sp->cell_off[n];
+        size_t i;
+        for (i = 0; i < sp->cell_n[n]; i++) {
+            const uint32_t key = sp->cell_key[co + i];
+            const int py = (int)(key / (uint32_t)g->pw), px = (int)(key % (uint32_t)g->pw);
+            float *cg = sp->cell_grad + (co + i) * (size_t)g->c1p, delta[NN_SPARSE_MAX_C];
+            int oy, oy_lo, oy_hi, ox, ox_lo, ox_hi;
+            const int any = nn_sparse_delta(sp, sp->cell_val + (co + i) * (size_t)g->c1p, delta);
+            for (c = 0; c < g->c1; c++) cg[c] = 0.0f;
+            nn_touch_range(py, g->k2, g->s2, g->p2, g->oh2, &oy_lo, &oy_hi);
+            nn_touch_range(px, g->k2, g->s2, g->p2, g->ow2, &ox_lo, &ox_hi);
+            for (oy = oy_lo; oy <= oy_hi; oy++)
+                for (ox = ox_lo; ox <= ox_hi; ox++) {
+                    const size_t t = (size_t)((py + g->p2 - oy * g->s2) * g->k2 + (px + g->p2 - ox * g->s2));
+                    float gy[NN_SPARSE_MAX_C];
+                    for (o = 0; o < g->c2p; o++) gy[o] = o < g->c2 ? dyn[(size_t)o * plane + (size_t)oy * (size_t)g->ow2 + (size_t)ox] : 0.0f;
+                    for (c = 0; c < g->c1; c++) {
+                        const float *FLOWPIC_RESTRICT wr = sp->w2t + (t * (size_t)g->c1 + (size_t)c) * (size_t)g->c2p;
+                        float *FLOWPIC_RESTRICT dr = dwt + (t * (size_t)g->c1 + (size_t)c) * (size_t)g->c2p;
+                        const float d = delta[c];
+                        float lanes[NN_SPV] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+                        for (o = 0; o < g->c2p; o += NN_SPV)
+                            for (v = 0; v < NN_SPV; v++) lanes[v] += wr[o + v] * gy[o + v];
+                        cg[c] += ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+                        if (!any || d == 0.0f) continue;
+                        for (o = 0; o < g->c2p; o += NN_SPV)
+                            for (v = 0; v < NN_SPV; v++) dr[o + v] += d * gy[o + v];
+                    }
+                }
+        }
+    }
+}
+
+/* conv2's weight gradient: bg * tsum plus the chunks' cell terms, summed in chunk order. */
+static void nn_sparse_conv2_dw(struct flowpic__sparse *sp, float *dw2)
+{
+    const nn_sparse_geom *g = &sp->g;
+    const size_t k2k2 = (size_t)g->k2 * (size_t)g->k2, chunk = k2k2 * (size_t)g->c1 * (size_t)g->c2p;
+    size_t t;
+    int o, c, j;
+    for (o = 0; o < g->c2; o++)
+        for (c = 0; c < g->c1; c++)
+            for (t = 0; t < k2k2; t++) {
+                float s = sp->bg[c] * sp->tsum[(size_t)o * k2k2 + t];
+                for (j = 0; j < NN_SPARSE_CHUNKS; j++)
+                    s += sp->dwt[(size_t)j * chunk + (t * (size_t)g->c1 + (size_t)c) * (size_t)g->c2p + (size_t)o];
+                dw2[((size_t)o * (size_t)g->c1 + (size_t)c) * k2k2 + t] += s;
+            }
+}
+
+/* conv1's gradients: the bias from every conv1 output (the background cells through the total
+ * of pool1's gradient over all cells), the weights from the non-zero pixels. */
+static void nn_sparse_conv1_grads(struct flowpic__sparse *sp, const flowpic_net *net, int batch, float *dw1,
+                                  float *db1)
+{
+    const nn_sparse_geom *g = &sp->g;
+    const float *w2 = net->params + net->layers[NN_SPARSE_OUT].weight_offset;
+    const size_t k1k1 = (size_t)g->k1 * (size_t)g->k1, k2k2 = (size_t)g->k2 * (size_t)g->k2, c1p = (size_t)g->c1p;
+    size_t i, k, background = 0;
+    int c, o, n;
+    memset(sp->dw1, 0, (size_t)g->c1 * k1k1 * sizeof(float));
+    for (n = 0; n < batch; n++) background += (size_t)g->ph * (size_t)g->pw - sp->cell_n[n];
+    for (c = 0; c < g->c1; c++) {
+        /* pool1's gradient summed over all cells and samples = sum of w2 * tsum; a background
+         * cell passes it on when its value ReLU(b1) is positive (with no background cell in
+         * the batch, the difference below would only be rounding noise) */
+        const int bg_on = sp->bg[c] > 0.0f && background > 0;
+        float total = 0.0f, s = 0.0f;
+        for (o = 0; o < g->c2; o++)
+            for (k = 0; k < k2k2; k++)
+                total += w2[((size_t)o * (size_t)g->c1 + (size_t)c) * k2k2 + k] * sp->tsum[(size_t)o * k2k2 + k];
+        for (n = 0; n < batch; n++)
+            for (i = sp->cell_off[n]; i < sp->cell_off[n] + sp->cell_n[n]; i++) {
+                const int on = sp->cell_route[i * c1p + (size_t)c] != NN_NO_ROUTE;
+                if (on != bg_on) s += sp->cell_grad[i * c1p + (size_t)c];
+            }
+        db1[c] += bg_on ? total - s : s;
+    }
+    for (n = 0; n < batch; n++) {
+        const nn_sparse_entry *e = sp->entries + sp->entry_off[n];
+        const size_t co = sp->cell_off[n];
+        for (i = 0; i < sp->entry_n[n]; i++) {
+            const uint16_t *route = sp->cell_route + (co + e[i].cell) * c1p;
+            const float *cg = sp->cell_grad + (co + e[i].cell) * c1p;
+            for (c = 0; c < g->c1; c++)
+                if (route[c] == e[i].sub) sp->dw1[(size_t)c * k1k1 + e[i].kpos] += e[i].value * cg[c];
+        }
+    }
+    for (k = 0; k < (size_t)g->c1 * k1k1; k++) dw1[k] += sp->dw1[k];
+}
+
+FLOWPIC_DEF flowpic_result flowpic_net_backward_sparse(flowpic_net *net, flowpic_workspace *ws, int batch)
+{
+    struct flowpic__sparse *sp = ws ? ws->sparse : NULL;
+    const flowpic_layer *L1, *L2;
+    const float *dy;
+    size_t chunk;
+    int nt;
+    if (!net || !sp || nn_backward_check(net, ws, batch, 1) != FLOWPIC_OK) return FLOWPIC_ERR_ARG;
+    L1 = &net->layers[0];
+    L2 = &net->layers[NN_SPARSE_OUT];
+    chunk = (size_t)sp->g.k2 * (size_t)sp->g.k2 * (size_t)sp->g.c1 * (size_t)sp->g.c2p;
+    nt = nn_threads(ws);
+    dy = nn_backward_layers(net, ws, NULL, batch, NN_SPARSE_OUT + 1);
+    nn_sparse_sums(sp, dy, batch, net->grads + L2->bias_offset, nt);
+    NN_OMP(parallel for num_threads(nt) schedule(dynamic, 1) if(batch > 1))
+    for (int j = 0; j < NN_SPARSE_CHUNKS; j++) {
+        float *dwt = sp->dwt + (size_t)j * chunk;
+        memset(dwt, 0, chunk * sizeof(float));
+        nn_sparse_cells_backward(sp, dy, j * batch / NN_SPARSE_CHUNKS, (j + 1) * batch / NN_SPARSE_CHUNKS, dwt);
+    }
+    nn_sparse_conv2_dw(sp, net->grads + L2->weight_offset);
+    nn_sparse_conv1_grads(sp, net, batch, net->grads + L1->weight_offset, net->grads + L1->bias_offset);
+    return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_net_predict_sparse(const flowpic_net *net, flowpic_workspace *ws,
+                                                      const flowpic_picture *pics, flowpic_transform transform,
+                                                      int batch, float *probs_out)
+{
+    flowpic_result r = flowpic_net_forward_sparse(net, ws, pics, transform, batch, FLOWPIC_MODE_EVAL, NULL);
+    if (r != FLOWPIC_OK) return r;
+    nn_softmax_ce(ws->acts + ws->act_offset[net->num_layers - 1], ws->probs, NULL, NULL, batch, net->num_classes);
+    if (probs_out) memcpy(probs_out, ws->probs, (size_t)batch * (size_t)net->num_classes * sizeof(float));
     return FLOWPIC_OK;
 }
 
@@ -5127,23 +5865,63 @@ FLOWPIC_DEF flowpic_result flowpic_model_input(const flowpic_model *m, const flo
     return res;
 }
 
-/* Renders blocks[0 .. n) into input (n pictures). */
-static flowpic_result flowpic__batch_input(const flowpic_model *m, const flowpic_dataset *ds, const size_t *blocks,
-                                           size_t n, flowpic_picture *pic, float *input)
-{
-    size_t i, px = (size_t)m->prep.res * m->prep.res;
-    for (i = 0; i < n; i++) {
-        flowpic_result res = flowpic_model_input(m, ds, blocks[i], pic, input + i * px);
-        if (res != FLOWPIC_OK) return res;
-    }
-    return FLOWPIC_OK;
-}
+/* A batch's input: the sparse pictures when the net takes them (flowpic_net_sparse_ok: the
+ * presets), else their dense renders (pic is the scratch picture). */
+typedef struct flowpic__batch {
+    int sparse;
+    flowpic_picture *pics;  /* [batch] sparse */
+    float *dense;           /* [batch][res][res] dense */
+    flowpic_picture pic;
+} flowpic__batch;
 
-static float *flowpic__alloc_input(const flowpic_model *m, int batch)
+static flowpic_result flowpic__batch_init(flowpic__batch *bt, const flowpic_model *m, int batch)
 {
     size_t px = (size_t)m->prep.res * m->prep.res;
-    if (batch <= 0 || px > ((size_t)-1 / sizeof(float)) / (size_t)batch) return 0;
-    return (float *)FLOWPIC_MALLOC(px * (size_t)batch * sizeof(float));
+    memset(bt, 0, sizeof *bt);
+    if (batch <= 0) return FLOWPIC_ERR_ARG;
+    bt->sparse = flowpic_net_sparse_ok(&m->net);
+    if (bt->sparse) {
+        bt->pics = (flowpic_picture *)FLOWPIC_MALLOC((size_t)batch * sizeof *bt->pics);
+        if (bt->pics) memset(bt->pics, 0, (size_t)batch * sizeof *bt->pics);
+        return bt->pics ? FLOWPIC_OK : FLOWPIC_ERR_NOMEM;
+    }
+    if (px > ((size_t)-1 / sizeof(float)) / (size_t)batch) return FLOWPIC_ERR_NOMEM;
+    bt->dense = (float *)FLOWPIC_MALLOC(px * (size_t)batch * sizeof(float));
+    return bt->dense ? FLOWPIC_OK : FLOWPIC_ERR_NOMEM;
+}
+
+static void flowpic__batch_free(flowpic__batch *bt, int batch)
+{
+    int i;
+    if (bt->pics)
+        for (i = 0; i < batch; i++) flowpic_picture_free(&bt->pics[i]);
+    FLOWPIC_FREE(bt->pics);
+    FLOWPIC_FREE(bt->dense);
+    flowpic_picture_free(&bt->pic);
+}
+
+/* The pictures of blocks[0 .. n). */
+static flowpic_result flowpic__batch_fill(flowpic__batch *bt, const flowpic_model *m, const flowpic_dataset *ds,
+                                          const size_t *blocks, size_t n)
+{
+    size_t i, px = (size_t)m->prep.res * m->prep.res;
+    flowpic_result res = FLOWPIC_OK;
+    for (i = 0; i < n && res == FLOWPIC_OK; i++) {
+        if (bt->sparse)
+            res = flowpic_picture_build(&bt->pics[i], ds->config.preset, ds->config.block_ns,
+                                        flowpic_dataset_block_packets(ds, blocks[i]), ds->blocks[blocks[i]].n_packets,
+                                        m->prep.res);
+        else
+            res = flowpic_model_input(m, ds, blocks[i], &bt->pic, bt->dense + i * px);
+    }
+    return res;
+}
+
+static flowpic_result flowpic__batch_forward(const flowpic__batch *bt, const flowpic_model *m, flowpic_workspace *ws,
+                                             int b, flowpic_mode mode, flowpic_rng *rng)
+{
+    if (bt->sparse) return flowpic_net_forward_sparse(&m->net, ws, bt->pics, m->prep.transform, b, mode, rng);
+    return flowpic_net_forward(&m->net, ws, bt->dense, b, mode, rng);
 }
 
 FLOWPIC_DEF flowpic_result flowpic_train_epoch(flowpic_model *m, flowpic_workspace *ws, const flowpic_dataset *ds,
@@ -5151,23 +5929,22 @@ FLOWPIC_DEF flowpic_result flowpic_train_epoch(flowpic_model *m, flowpic_workspa
                                                double lr, flowpic_rng *rng, flowpic_train_progress_fn progress,
                                                void *user, flowpic_epoch_stats *stats)
 {
-    flowpic_picture pic;
-    float *input = flowpic__alloc_input(m, batch);
+    flowpic__batch bt;
     double loss_sum = 0;
     size_t done;
-    flowpic_result res = input ? FLOWPIC_OK : FLOWPIC_ERR_NOMEM;
-    memset(&pic, 0, sizeof pic);
+    flowpic_result res = flowpic__batch_init(&bt, m, batch);
     memset(stats, 0, sizeof *stats);
     for (done = 0; done < n && res == FLOWPIC_OK; done += (size_t)batch) {
         int b = n - done < (size_t)batch ? (int)(n - done) : batch, k, c;
         float loss = 0;
         const float *probs;
-        res = flowpic__batch_input(m, ds, blocks + done, (size_t)b, &pic, input);
+        res = flowpic__batch_fill(&bt, m, ds, blocks + done, (size_t)b);
         if (res != FLOWPIC_OK) break;
         flowpic_net_zero_grad(&m->net);
-        res = flowpic_net_forward(&m->net, ws, input, b, FLOWPIC_MODE_TRAIN, rng);
+        res = flowpic__batch_forward(&bt, m, ws, b, FLOWPIC_MODE_TRAIN, rng);
         if (res == FLOWPIC_OK) res = flowpic_net_loss(&m->net, ws, labels + done, b, &loss);
-        if (res == FLOWPIC_OK) res = flowpic_net_backward(&m->net, ws, input, b);
+        if (res == FLOWPIC_OK)
+            res = bt.sparse ? flowpic_net_backward_sparse(&m->net, ws, b) : flowpic_net_backward(&m->net, ws, bt.dense, b);
         if (res == FLOWPIC_OK) res = flowpic_adam_step(&m->net, lr, 0.9, 0.999, 1e-8);
         if (res != FLOWPIC_OK) break;
         probs = flowpic_workspace_probs(ws);
@@ -5182,8 +5959,7 @@ FLOWPIC_DEF flowpic_result flowpic_train_epoch(flowpic_model *m, flowpic_workspa
         stats->loss = loss_sum / (double)stats->samples;
         if (progress) progress(user, stats->samples, n, stats);
     }
-    flowpic_picture_free(&pic);
-    FLOWPIC_FREE(input);
+    flowpic__batch_free(&bt, batch);
     return res;
 }
 
@@ -5191,20 +5967,19 @@ FLOWPIC_DEF flowpic_result flowpic_predict_blocks(const flowpic_model *m, flowpi
                                                   const flowpic_dataset *ds, const size_t *blocks, size_t n,
                                                   float *probs)
 {
-    flowpic_picture pic;
+    flowpic__batch bt;
     int batch = ws->max_batch;
-    float *input = flowpic__alloc_input(m, batch);
     size_t done;
-    flowpic_result res = input ? FLOWPIC_OK : FLOWPIC_ERR_NOMEM;
-    memset(&pic, 0, sizeof pic);
+    flowpic_result res = flowpic__batch_init(&bt, m, batch);
     for (done = 0; done < n && res == FLOWPIC_OK; done += (size_t)batch) {
         int b = n - done < (size_t)batch ? (int)(n - done) : batch;
-        res = flowpic__batch_input(m, ds, blocks + done, (size_t)b, &pic, input);
+        float *out = probs + done * (size_t)m->net.num_classes;
+        res = flowpic__batch_fill(&bt, m, ds, blocks + done, (size_t)b);
         if (res == FLOWPIC_OK)
-            res = flowpic_net_predict(&m->net, ws, input, b, probs + done * (size_t)m->net.num_classes);
+            res = bt.sparse ? flowpic_net_predict_sparse(&m->net, ws, bt.pics, m->prep.transform, b, out)
+                            : flowpic_net_predict(&m->net, ws, bt.dense, b, out);
     }
-    flowpic_picture_free(&pic);
-    FLOWPIC_FREE(input);
+    flowpic__batch_free(&bt, batch);
     return res;
 }
 
@@ -5411,7 +6186,9 @@ FLOWPIC_DEF flowpic_result flowpic_classifier_init(flowpic_classifier *cl, const
     cl->user = user;
     cl->lists[0][0] = cl->lists[0][1] = cl->lists[1][0] = cl->lists[1][1] = FLOWPIC__NIL;
     res = flowpic_cutter_init(&cl->cutter, &blocks, flowpic__cl_block, cl);
-    if (res == FLOWPIC_OK) res = flowpic_workspace_init(&cl->ws, &model->net, cl->config.batch, 0);
+    if (res == FLOWPIC_OK) /* the presets classify sparse pictures: no dense first layers */
+        res = flowpic_workspace_init(&cl->ws, &model->net, cl->config.batch,
+                                     flowpic_net_sparse_ok(&model->net) ? FLOWPIC_WS_SPARSE : 0u);
     for (i = 0; i < 2; i++) {
         flowpic_clbatch *b = &cl->batches[i];
         flowpic_dataset_init(&b->blocks, &blocks);

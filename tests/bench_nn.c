@@ -9,6 +9,9 @@
  *     --seconds S               time per figure, after the warm-up (default 5)
  *     --only LIST               comma list of train,infer1,inferB (default all three)
  *     --seed N                  initialisation and dropout seed (default 1)
+ *     --path dense|sparse       dense (default): render + flowpic_net_forward / backward / predict;
+ *                               sparse: flowpic_net_forward_sparse / backward_sparse / predict_sparse on
+ *                               the sparse pictures (FLOWPIC_WS_SPARSE workspaces, nothing rendered)
  *     --export PREFIX           write the pictures (at 1500, whatever --net) as PREFIX.sparse.npy,
  *                               int32 [nnz][4] = (picture, row, column, count), and
  *                               PREFIX.labels.npy, int32 [N]; then exit. tests/bench.sh packs
@@ -51,6 +54,9 @@
  *   flowpic_render_<net>           pictures/s  flowpic_picture_render alone (over the train phase)
  *   flowpic_train_peak_rss_<net>   MB          ru_maxrss after the train phase (10^6 bytes)
  *   flowpic_peak_rss_<net>         MB          ru_maxrss at the end (all phases, like torch_lenet.py's)
+ * With --path sparse the figures are flowpic_train_sparse_<net>, flowpic_infer1_sparse_<net>,
+ * flowpic_infer<B>_sparse_<net> (no render, so no *_compute_* twins), flowpic_train_peak_rss_sparse_<net>
+ * and flowpic_peak_rss_sparse_<net>.
  * with <net> = full, mini32 or mini64.  Exit status 0, or 1 on an error (message on stderr). */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #define FLOWPIC_IMPLEMENTATION
@@ -77,6 +83,8 @@ typedef struct bench {
     double seconds;
     uint64_t seed;
     float *x;              /* dense input, batch x res x res, shared by the phases (faulted in once) */
+    int sparse;            /* --path sparse: the sparse passes on the pictures, no dense input */
+    flowpic_picture *batch_pics; /* sparse: the batch's pictures (copies of the structs in pics) */
     double render_s;       /* render time and pictures over the train phase */
     size_t rendered;
 } bench;
@@ -131,13 +139,17 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Pictures n = 0 .. count-1 into x (res * res floats each), returns the seconds it took. */
+/* Pictures which[0 .. count) into x (res * res floats each), or, on the sparse path, their
+ * structs into batch_pics; returns the seconds it took. */
 static double render(const bench *b, const size_t *which, int count, float *x)
 {
     size_t px = (size_t)b->res * b->res;
     double t0 = now_s();
     int i;
-    for (i = 0; i < count; i++) flowpic_picture_render(&b->pics[which[i]], FLOWPIC_VALUE_RAW, x + (size_t)i * px);
+    for (i = 0; i < count; i++) {
+        if (b->sparse) b->batch_pics[i] = b->pics[which[i]];
+        else flowpic_picture_render(&b->pics[which[i]], FLOWPIC_VALUE_RAW, x + (size_t)i * px);
+    }
     return now_s() - t0;
 }
 
@@ -156,6 +168,12 @@ static void batch_ids(const bench *b, long k, size_t *ids, int *labels)
 static void report(const char *what, const bench *b, double count, double total_s, double compute_s,
                    const char *unit, long iters, long faults)
 {
+    if (b->sparse) {   /* nothing to render: one figure */
+        printf("flowpic_%s_sparse_%s %.2f %s\n", what, b->net_name, count / total_s, unit);
+        printf("# %s (sparse): %ld timed iterations, %.2f s, %ld page faults\n", what, iters, total_s, faults);
+        fflush(stdout);
+        return;
+    }
     printf("flowpic_%s_%s %.2f %s\n", what, b->net_name, count / total_s, unit);
     printf("flowpic_%s_compute_%s %.2f %s\n", what, b->net_name, count / compute_s, unit);
     printf("# %s: %ld timed iterations, %.2f s (%.2f s compute, %.2f s render), %ld page faults\n", what, iters,
@@ -172,7 +190,7 @@ static void phase_train(bench *b, flowpic_net *net, flowpic_rng *rng)
     double t0 = 0.0, compute = 0.0, elapsed = 0.0;
     float loss = 0.0f, first_loss = 0.0f;
     long k, timed = 0, faults = 0;
-    check("workspace (train)", flowpic_workspace_init(&ws, net, b->batch, FLOWPIC_WS_TRAIN));
+    check("workspace (train)", flowpic_workspace_init(&ws, net, b->batch, FLOWPIC_WS_TRAIN | (b->sparse ? FLOWPIC_WS_SPARSE : 0)));
     for (k = 0;; k++) {
         double r, c0;
         if (k == 2) t0 = now_s(), faults = minor_faults(); /* after 2 warm-up steps */
@@ -180,9 +198,16 @@ static void phase_train(bench *b, flowpic_net *net, flowpic_rng *rng)
         r = render(b, ids, b->batch, x);
         c0 = now_s();
         flowpic_net_zero_grad(net);
-        check("forward (train)", flowpic_net_forward(net, &ws, x, b->batch, FLOWPIC_MODE_TRAIN, rng));
-        check("loss", flowpic_net_loss(net, &ws, labels, b->batch, &loss));
-        check("backward", flowpic_net_backward(net, &ws, x, b->batch));
+        if (b->sparse) {
+            check("forward (train)", flowpic_net_forward_sparse(net, &ws, b->batch_pics, FLOWPIC_VALUE_RAW, b->batch,
+                                                                FLOWPIC_MODE_TRAIN, rng));
+            check("loss", flowpic_net_loss(net, &ws, labels, b->batch, &loss));
+            check("backward", flowpic_net_backward_sparse(net, &ws, b->batch));
+        } else {
+            check("forward (train)", flowpic_net_forward(net, &ws, x, b->batch, FLOWPIC_MODE_TRAIN, rng));
+            check("loss", flowpic_net_loss(net, &ws, labels, b->batch, &loss));
+            check("backward", flowpic_net_backward(net, &ws, x, b->batch));
+        }
         check("adam", flowpic_adam_step(net, 1e-3, 0.9, 0.999, 1e-8));
         if (k == 0) first_loss = loss;
         if (k < 2) continue;
@@ -212,7 +237,7 @@ static void phase_infer(bench *b, const flowpic_net *net, int batch)
     long k, timed = 0, faults = 0;
     char what[32];
     if ((size_t)b->batch < singles) singles = (size_t)b->batch;
-    check("workspace (inference)", flowpic_workspace_init(&ws, net, batch, 0));
+    check("workspace (inference)", flowpic_workspace_init(&ws, net, batch, b->sparse ? FLOWPIC_WS_SPARSE : 0));
     for (k = 0;; k++) {
         double c0;
         if (k == warm) t0 = now_s(), faults = minor_faults();
@@ -220,7 +245,8 @@ static void phase_infer(bench *b, const flowpic_net *net, int batch)
         else batch_ids(b, k, ids, NULL);
         (void)render(b, ids, batch, x);
         c0 = now_s();
-        check("predict", flowpic_net_predict(net, &ws, x, batch, NULL));
+        if (b->sparse) check("predict", flowpic_net_predict_sparse(net, &ws, b->batch_pics, FLOWPIC_VALUE_RAW, batch, NULL));
+        else check("predict", flowpic_net_predict(net, &ws, x, batch, NULL));
         if (k < warm) continue;
         compute += now_s() - c0;
         timed++;
@@ -320,7 +346,8 @@ static void nnz_stats(const bench *b)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_nn [--net full|mini32|mini64] [--pictures N] [--batch B] [--seconds S]\n"
-                    "                [--only train,infer1,inferB] [--seed N] [--export PREFIX] DATASET.fpds\n");
+                    "                [--only train,infer1,inferB] [--seed N] [--path dense|sparse] [--export PREFIX]\n"
+                    "                DATASET.fpds\n");
     exit(2);
 }
 
@@ -369,6 +396,9 @@ int main(int argc, char **argv)
             b.seed = strtoull(v, NULL, 10);
         } else if (!strcmp(o, "--export")) {
             export_prefix = v;
+        } else if (!strcmp(o, "--path")) {
+            if (!strcmp(v, "sparse")) b.sparse = 1;
+            else if (strcmp(v, "dense") != 0) usage();
         } else {
             usage();
         }
@@ -418,20 +448,26 @@ int main(int argc, char **argv)
         fflush(stdout);
 
         flowpic_rng_seed(&rng, b.seed);
-        b.x = (float *)xmalloc((size_t)b.res * b.res * (size_t)b.batch * sizeof(float));
         check("net", flowpic_net_init(&net, b.arch, (int)b.res, b.n_classes));
+        if (b.sparse) {
+            if (!flowpic_net_sparse_ok(&net)) die("--path sparse", FLOWPIC_ERR_ARG);
+            b.batch_pics = (flowpic_picture *)xmalloc((size_t)b.batch * sizeof *b.batch_pics);
+        } else {
+            b.x = (float *)xmalloc((size_t)b.res * b.res * (size_t)b.batch * sizeof(float));
+        }
         flowpic_net_init_glorot(&net, &rng);
         if (strstr(only, "train")) {
             phase_train(&b, &net, &rng);
-            printf("flowpic_render_%s %.2f pictures/s\n", b.net_name, (double)b.rendered / b.render_s);
-            printf("flowpic_train_peak_rss_%s %.1f MB\n", b.net_name, peak_rss_mb());
+            if (!b.sparse) printf("flowpic_render_%s %.2f pictures/s\n", b.net_name, (double)b.rendered / b.render_s);
+            printf("flowpic_train_peak_rss_%s%s %.1f MB\n", b.sparse ? "sparse_" : "", b.net_name, peak_rss_mb());
             fflush(stdout);
         }
         if (strstr(only, "infer1")) phase_infer(&b, &net, 1);
         if (strstr(only, "inferB")) phase_infer(&b, &net, b.batch);
-        printf("flowpic_peak_rss_%s %.1f MB\n", b.net_name, peak_rss_mb());
+        printf("flowpic_peak_rss_%s%s %.1f MB\n", b.sparse ? "sparse_" : "", b.net_name, peak_rss_mb());
         flowpic_net_free(&net);
         free(b.x);
+        free(b.batch_pics);
     }
     for (i = 0; i < b.n; i++) flowpic_picture_free(&b.pics[i]);
     free(b.pics);

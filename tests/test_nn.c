@@ -1208,32 +1208,59 @@ static void test_conv_full_dense(void)
 
 /* ------------------------------------------------------------------ determinism */
 
-/* Two TRAIN-mode steps (forward, loss, backward, Adam); returns the params and the logits */
-static void two_steps(flowpic_arch arch, int res, int m, int B, float **params_out, float **logits_out, size_t *np)
+/* The sparse picture of a dense one with integer values. */
+static void picture_from_dense(flowpic_picture *pic, const float *x, int res)
+{
+    size_t i, n = (size_t)res * (size_t)res;
+    memset(pic, 0, sizeof *pic);
+    pic->res = (uint32_t)res;
+    pic->pixels = (flowpic_pixel *)xmalloc(n * sizeof(flowpic_pixel));
+    for (i = 0; i < n; i++)
+        if (x[i] != 0.0f) {
+            pic->pixels[pic->n].index = (uint32_t)i;
+            pic->pixels[pic->n++].count = (uint32_t)x[i];
+        }
+}
+
+/* Two TRAIN-mode steps (forward, loss, backward, Adam), dense or sparse; returns the params
+ * and the logits */
+static void two_steps(flowpic_arch arch, int res, int m, int B, int sparse, float **params_out, float **logits_out,
+                      size_t *np)
 {
     flowpic_net net;
     flowpic_workspace ws;
     flowpic_rng rng;
+    flowpic_picture *pics = (flowpic_picture *)xmalloc((size_t)B * sizeof *pics);
     float *x;
     int *labels, i, step;
     flowpic_rng_seed(&rng, 99);
     CHECK_EQ(flowpic_net_init(&net, arch, res, m), FLOWPIC_OK);
-    CHECK_EQ(flowpic_workspace_init(&ws, &net, B, FLOWPIC_WS_TRAIN), FLOWPIC_OK);
+    CHECK_EQ(flowpic_workspace_init(&ws, &net, B, FLOWPIC_WS_TRAIN | (sparse ? FLOWPIC_WS_SPARSE : 0)), FLOWPIC_OK);
     flowpic_net_init_glorot(&net, &rng);
     x = (float *)xmalloc((size_t)B * (size_t)res * (size_t)res * sizeof(float));
     labels = (int *)xmalloc((size_t)B * sizeof(int));
     for (i = 0; i < B; i++) {
         fill_picture(x + (size_t)i * (size_t)res * (size_t)res, res, res, res == 1500 ? 2000 : 80, &rng);
+        picture_from_dense(&pics[i], x + (size_t)i * (size_t)res * (size_t)res, res);
         labels[i] = i % m;
     }
     for (step = 0; step < 2; step++) {
         flowpic_net_zero_grad(&net);
-        CHECK_EQ(flowpic_net_forward(&net, &ws, x, B, FLOWPIC_MODE_TRAIN, &rng), FLOWPIC_OK);
-        CHECK_EQ(flowpic_net_loss(&net, &ws, labels, B, NULL), FLOWPIC_OK);
-        CHECK_EQ(flowpic_net_backward(&net, &ws, x, B), FLOWPIC_OK);
+        if (sparse) {
+            CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_RAW, B, FLOWPIC_MODE_TRAIN, &rng), FLOWPIC_OK);
+            CHECK_EQ(flowpic_net_loss(&net, &ws, labels, B, NULL), FLOWPIC_OK);
+            CHECK_EQ(flowpic_net_backward_sparse(&net, &ws, B), FLOWPIC_OK);
+        } else {
+            CHECK_EQ(flowpic_net_forward(&net, &ws, x, B, FLOWPIC_MODE_TRAIN, &rng), FLOWPIC_OK);
+            CHECK_EQ(flowpic_net_loss(&net, &ws, labels, B, NULL), FLOWPIC_OK);
+            CHECK_EQ(flowpic_net_backward(&net, &ws, x, B), FLOWPIC_OK);
+        }
         CHECK_EQ(flowpic_adam_step(&net, 1e-3, 0.9, 0.999, 1e-8), FLOWPIC_OK);
     }
-    CHECK_EQ(flowpic_net_forward(&net, &ws, x, B, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_OK);
+    if (sparse) CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_RAW, B, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_OK);
+    else CHECK_EQ(flowpic_net_forward(&net, &ws, x, B, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_OK);
+    for (i = 0; i < B; i++) flowpic_picture_free(&pics[i]);
+    free(pics);
     *np = net.num_params;
     *params_out = (float *)xmalloc(net.num_params * sizeof(float));
     memcpy(*params_out, net.params, net.num_params * sizeof(float));
@@ -1245,7 +1272,7 @@ static void two_steps(flowpic_arch arch, int res, int m, int B, float **params_o
     flowpic_net_free(&net);
 }
 
-static void determinism_case(flowpic_arch arch, int res, int m, int B)
+static void determinism_case(flowpic_arch arch, int res, int m, int B, int sparse)
 {
     float *p1, *l1, *p2, *l2;
     size_t n1, n2;
@@ -1253,11 +1280,11 @@ static void determinism_case(flowpic_arch arch, int res, int m, int B)
     int saved = omp_get_max_threads();
     omp_set_num_threads(1);
 #endif
-    two_steps(arch, res, m, B, &p1, &l1, &n1);
+    two_steps(arch, res, m, B, sparse, &p1, &l1, &n1);
 #ifdef _OPENMP
-    omp_set_num_threads(2);
+    omp_set_num_threads(sparse ? 3 : 2);   /* sparse: chunks and samples split unevenly */
 #endif
-    two_steps(arch, res, m, B, &p2, &l2, &n2);
+    two_steps(arch, res, m, B, sparse, &p2, &l2, &n2);
 #ifdef _OPENMP
     omp_set_num_threads(saved);
 #endif
@@ -1272,13 +1299,15 @@ static void test_threads_bit_identical(void)
 #ifndef _OPENMP
     printf("     (built without OpenMP: checks run-to-run repeatability only)\n");
 #endif
-    determinism_case(FLOWPIC_ARCH_MINI, 32, 5, 8);
-    determinism_case(FLOWPIC_ARCH_MINI, 64, 3, 5);
+    determinism_case(FLOWPIC_ARCH_MINI, 32, 5, 8, 0);
+    determinism_case(FLOWPIC_ARCH_MINI, 64, 3, 5, 0);
+    determinism_case(FLOWPIC_ARCH_MINI, 32, 5, 19, 1);
 }
 
 static void test_threads_bit_identical_full(void)
 {
-    determinism_case(FLOWPIC_ARCH_FULL, 1500, 4, 2);
+    determinism_case(FLOWPIC_ARCH_FULL, 1500, 4, 2, 0);
+    determinism_case(FLOWPIC_ARCH_FULL, 1500, 4, 21, 1);
 }
 
 /* ------------------------------------------------------------------ training */
@@ -1601,6 +1630,368 @@ static void test_model_rejects(void)
 }
 #undef REJECT
 
+/* ------------------------------------------------------------------ sparse vs dense */
+
+/* A picture from (row, column, count) triples given in any order (duplicates add up). */
+static void picture_from_triples(flowpic_picture *pic, uint32_t res, const uint32_t *rc, const uint32_t *count, size_t n)
+{
+    float *dense = (float *)xmalloc((size_t)res * res * sizeof(float));
+    size_t i, k = 0;
+    memset(dense, 0, (size_t)res * res * sizeof(float));
+    for (i = 0; i < n; i++) dense[rc[i]] += (float)count[i];
+    memset(pic, 0, sizeof *pic);
+    pic->res = res;
+    for (i = 0; i < (size_t)res * res; i++) k += dense[i] != 0.0f;
+    pic->pixels = (flowpic_pixel *)xmalloc((k ? k : 1) * sizeof(flowpic_pixel));
+    pic->cap = k;
+    for (i = 0; i < (size_t)res * res; i++)
+        if (dense[i] != 0.0f) {
+            pic->pixels[pic->n].index = (uint32_t)i;
+            pic->pixels[pic->n].count = (uint32_t)dense[i];
+            pic->packets += (uint32_t)dense[i];
+            pic->n++;
+        }
+    free(dense);
+}
+
+/* Kinds of test pictures */
+enum { PIC_EMPTY, PIC_RANDOM, PIC_BORDERS, PIC_FULL, PIC_ROWS };
+
+static void make_picture(flowpic_picture *pic, uint32_t res, int kind, int nonzero, flowpic_rng *rng)
+{
+    size_t n = kind == PIC_FULL ? (size_t)res * res : kind == PIC_BORDERS ? 9 : (size_t)nonzero, i;
+    uint32_t *rc = (uint32_t *)xmalloc((n ? n : 1) * sizeof(uint32_t)), *cnt = (uint32_t *)xmalloc((n ? n : 1) * sizeof(uint32_t));
+    const uint32_t last = res - 1, mid = res / 2;
+    const uint32_t border[9][2] = {{0, 0}, {0, last}, {last, 0}, {last, last}, {0, mid}, {mid, 0},
+                                   {last, mid}, {mid, last}, {mid, mid}};
+    if (kind == PIC_EMPTY) n = 0;
+    for (i = 0; i < n; i++) {
+        uint32_t r, c;
+        if (kind == PIC_FULL) { r = (uint32_t)(i / res); c = (uint32_t)(i % res); }
+        else if (kind == PIC_BORDERS) { r = border[i][0]; c = border[i][1]; }
+        else if (kind == PIC_ROWS) { r = (uint32_t)(flowpic_rng_next(rng) % 3) * (res / 3); c = (uint32_t)(flowpic_rng_next(rng) % res); }
+        else { r = (uint32_t)(flowpic_rng_next(rng) % res); c = (uint32_t)(flowpic_rng_next(rng) % res); }
+        rc[i] = r * res + c;
+        cnt[i] = 1 + (uint32_t)(flowpic_rng_next(rng) % 9);
+    }
+    picture_from_triples(pic, res, rc, cnt, n);
+    free(rc);
+    free(cnt);
+}
+
+/* |a - b| <= 1e-6 + rtol * max|b| over a tensor, with the worst element printed on failure */
+static int sparse_close(const char *what, const float *a, const float *b, size_t n, double rtol)
+{
+    size_t where;
+    const double d = max_abs_diff(a, b, n, &where), tol = 1e-6 + rtol * max_abs(b, n);
+    if (d <= tol) return 1;
+    fail_msg(__FILE__, __LINE__, "%s: sparse %.9g vs dense %.9g at %zu, |diff| %.3g > %.3g", what,
+             (double)a[where], (double)b[where], where, d, tol);
+    return 0;
+}
+
+/* Parameters after one Adam step from the same state with gradients equal to float rounding.
+ * Adam divides each gradient by its running RMS, so a gradient at rounding-noise level (a true
+ * zero, or a cancellation such as the sparse path's background terms) moves its parameter by
+ * up to lr either way: at most 1 in 100 parameters may differ by more than 1e-6 + 1e-4 |p|,
+ * none by more than 2 lr. (A wrong gradient moves most of its tensor's parameters.) */
+static int adam_close(const char *what, const float *a, const float *b, size_t n, double lr)
+{
+    size_t i, off = 0, worst = 0;
+    double dmax = 0.0;
+    for (i = 0; i < n; i++) {
+        const double d = fabs((double)a[i] - (double)b[i]);
+        if (d > 1e-6 + 1e-4 * fabs((double)b[i])) off++;
+        if (d > dmax || d != d) { dmax = d; worst = i; }
+    }
+    if (off * 100 <= n && dmax <= 2 * lr) return 1;
+    fail_msg(__FILE__, __LINE__, "%s: %zu of %zu parameters differ; worst %.9g vs %.9g at %zu", what, off, n,
+             (double)a[worst], (double)b[worst], worst);
+    return 0;
+}
+
+/* Trains two copies of a net for `steps` Adam steps on pics[0 .. B), one dense and one sparse
+ * (FLOWPIC_WS_SPARSE workspace), same dropout masks, the sparse one reset to the dense one's
+ * parameters before each step; compares at each step every output from conv2 on, the loss,
+ * every gradient and the parameters after Adam; at the end the eval-mode probabilities. Biases start random
+ * (both signs: background on and off). */
+static void sparse_vs_dense(const char *label, const flowpic_layer_desc *desc, int nd, int res, int m,
+                            const flowpic_picture *pics, int B, flowpic_transform tr, int steps)
+{
+    flowpic_net nd_net, sp_net;
+    flowpic_workspace dws, sws;
+    flowpic_rng init, rng_d, rng_s;
+    float *x = (float *)xmalloc((size_t)B * (size_t)res * (size_t)res * sizeof(float));
+    float *pd = (float *)xmalloc((size_t)B * (size_t)m * sizeof(float)), *ps = (float *)xmalloc((size_t)B * (size_t)m * sizeof(float));
+    int *labels = (int *)xmalloc((size_t)B * sizeof(int)), i, l, step, ok = 1;
+    char what[128];
+    printf("     %s\n", label);
+    flowpic_rng_seed(&init, 5);
+    flowpic_rng_seed(&rng_d, 77);
+    flowpic_rng_seed(&rng_s, 77);
+    CHECK_EQ(flowpic_net_init_layers(&nd_net, desc, nd, 1, res, res, m), FLOWPIC_OK);
+    CHECK_EQ(flowpic_net_init_layers(&sp_net, desc, nd, 1, res, res, m), FLOWPIC_OK);
+    CHECK(flowpic_net_sparse_ok(&sp_net));
+    flowpic_net_init_glorot(&nd_net, &init);
+    for (l = 0; l < nd_net.num_layers; l++)
+        if (nd_net.layers[l].num_biases)
+            fill_uniform(nd_net.params + nd_net.layers[l].bias_offset, nd_net.layers[l].num_biases, &init, -0.2f, 0.2f);
+    memcpy(sp_net.params, nd_net.params, nd_net.num_params * sizeof(float));
+    CHECK_EQ(flowpic_workspace_init(&dws, &nd_net, B, FLOWPIC_WS_TRAIN), FLOWPIC_OK);
+    CHECK_EQ(flowpic_workspace_init(&sws, &sp_net, B, FLOWPIC_WS_TRAIN | FLOWPIC_WS_SPARSE), FLOWPIC_OK);
+    for (i = 0; i < B; i++) {
+        flowpic_picture_render(&pics[i], tr, x + (size_t)i * (size_t)res * (size_t)res);
+        labels[i] = i % m;
+    }
+    for (step = 0; step < steps && ok; step++) {
+        float loss_d, loss_s;
+        /* the same parameters and Adam state for both at every step (see adam_close) */
+        memcpy(sp_net.params, nd_net.params, 4 * nd_net.num_params * sizeof(float));
+        sp_net.adam_t = nd_net.adam_t;
+        flowpic_net_zero_grad(&nd_net);
+        flowpic_net_zero_grad(&sp_net);
+        CHECK_EQ(flowpic_net_forward(&nd_net, &dws, x, B, FLOWPIC_MODE_TRAIN, &rng_d), FLOWPIC_OK);
+        CHECK_EQ(flowpic_net_forward_sparse(&sp_net, &sws, pics, tr, B, FLOWPIC_MODE_TRAIN, &rng_s), FLOWPIC_OK);
+        for (l = 3; l < nd_net.num_layers && ok; l++) {
+            snprintf(what, sizeof what, "step %d output of %s", step, nd_net.layers[l].name);
+            ok = sparse_close(what, flowpic_workspace_output(&sws, l), flowpic_workspace_output(&dws, l),
+                              nd_net.layers[l].out_numel * (size_t)B, 1e-5);
+        }
+        CHECK_EQ(flowpic_net_loss(&nd_net, &dws, labels, B, &loss_d), FLOWPIC_OK);
+        CHECK_EQ(flowpic_net_loss(&sp_net, &sws, labels, B, &loss_s), FLOWPIC_OK);
+        CHECK_NEAR(loss_s, loss_d, 1e-5 * (1.0 + fabs((double)loss_d)));
+        CHECK_EQ(flowpic_net_backward(&nd_net, &dws, x, B), FLOWPIC_OK);
+        CHECK_EQ(flowpic_net_backward_sparse(&sp_net, &sws, B), FLOWPIC_OK);
+        for (l = 0; l < nd_net.num_layers && ok; l++) {
+            const flowpic_layer *L = &nd_net.layers[l];
+            if (!L->num_weights) continue;
+            snprintf(what, sizeof what, "step %d weight gradient of %s", step, L->name);
+            ok = sparse_close(what, sp_net.grads + L->weight_offset, nd_net.grads + L->weight_offset, L->num_weights, 1e-4);
+            snprintf(what, sizeof what, "step %d bias gradient of %s", step, L->name);
+            ok = ok && sparse_close(what, sp_net.grads + L->bias_offset, nd_net.grads + L->bias_offset, L->num_biases, 1e-4);
+        }
+        CHECK_EQ(flowpic_adam_step(&nd_net, 1e-3, 0.9, 0.999, 1e-8), FLOWPIC_OK);
+        CHECK_EQ(flowpic_adam_step(&sp_net, 1e-3, 0.9, 0.999, 1e-8), FLOWPIC_OK);
+        snprintf(what, sizeof what, "step %d parameters after Adam", step);
+        ok = ok && adam_close(what, sp_net.params, nd_net.params, nd_net.num_params, 1e-3);
+    }
+    CHECK(ok);
+    flowpic_workspace_free(&dws);
+    CHECK_EQ(flowpic_workspace_init(&dws, &nd_net, B, 0), FLOWPIC_OK);
+    CHECK_EQ(flowpic_net_predict(&nd_net, &dws, x, B, pd), FLOWPIC_OK);
+    CHECK_EQ(flowpic_net_predict_sparse(&sp_net, &sws, pics, tr, B, ps), FLOWPIC_OK);
+    CHECK(sparse_close("eval probabilities", ps, pd, (size_t)B * (size_t)m, 1e-5));
+    flowpic_workspace_free(&dws);
+    flowpic_workspace_free(&sws);
+    flowpic_net_free(&nd_net);
+    flowpic_net_free(&sp_net);
+    free(x); free(pd); free(ps); free(labels);
+}
+
+static void free_pictures(flowpic_picture *pics, int n)
+{
+    int i;
+    for (i = 0; i < n; i++) flowpic_picture_free(&pics[i]);
+}
+
+/* The sparse entry points refuse what they cannot do, each with FLOWPIC_ERR_ARG. */
+static void test_sparse_api_errors(void)
+{
+    flowpic_layer_desc desc[FLOWPIC_NN_MAX_LAYERS];
+    flowpic_net net, other;
+    flowpic_workspace ws, dws;
+    flowpic_picture pics[2];
+    flowpic_rng rng;
+    float x[32 * 32];
+    int labels[2] = {0, 1}, nd;
+    flowpic_rng_seed(&rng, 3);
+    CHECK_EQ(flowpic_net_init(&net, FLOWPIC_ARCH_MINI, 32, 2), FLOWPIC_OK);
+    flowpic_net_init_glorot(&net, &rng);
+    CHECK(flowpic_net_sparse_ok(&net));
+    CHECK(!flowpic_net_sparse_ok(NULL));
+    /* no ReLU between conv1 and the pool: not the sparse path's shape */
+    nd = flowpic_net_preset(FLOWPIC_ARCH_MINI, 32, desc);
+    memmove(&desc[1], &desc[2], (size_t)(nd - 2) * sizeof desc[0]);
+    CHECK_EQ(flowpic_net_init_layers(&other, desc, nd - 1, 1, 32, 32, 2), FLOWPIC_OK);
+    CHECK(!flowpic_net_sparse_ok(&other));
+    CHECK_EQ(flowpic_workspace_init(&ws, &other, 2, FLOWPIC_WS_SPARSE), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_workspace_init(&ws, &other, 2, 0), FLOWPIC_OK);
+    make_picture(&pics[0], 32, PIC_RANDOM, 10, &rng);
+    make_picture(&pics[1], 32, PIC_RANDOM, 10, &rng);
+    CHECK_EQ(flowpic_net_forward_sparse(&other, &ws, pics, FLOWPIC_VALUE_RAW, 2, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_ERR_ARG);
+    flowpic_workspace_free(&ws);
+    flowpic_net_free(&other);
+
+    CHECK_EQ(flowpic_workspace_init(&ws, &net, 2, FLOWPIC_WS_TRAIN | FLOWPIC_WS_SPARSE), FLOWPIC_OK);
+    CHECK(flowpic_workspace_output(&ws, 0) == NULL);      /* not kept: conv1, relu1, pool1 */
+    CHECK(flowpic_workspace_output(&ws, 2) == NULL);
+    CHECK(flowpic_workspace_output(&ws, 3) != NULL);
+    memset(x, 0, sizeof x);
+    CHECK_EQ(flowpic_net_forward(&net, &ws, x, 1, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_ERR_ARG);   /* dense on sparse-only */
+    CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, NULL, FLOWPIC_VALUE_RAW, 2, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_COUNT, 2, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_RAW, 3, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_RAW, 2, FLOWPIC_MODE_TRAIN, NULL), FLOWPIC_ERR_ARG);
+    pics[1].res = 64;                                      /* not the net's input */
+    CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_RAW, 2, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_ERR_ARG);
+    pics[1].res = 32;
+    pics[1].pixels[1].index = pics[1].pixels[0].index;     /* not sorted */
+    CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_RAW, 2, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_ERR_ARG);
+    pics[1].pixels[1].index = 32 * 32;                     /* outside */
+    pics[1].n = 2;
+    CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_RAW, 2, FLOWPIC_MODE_EVAL, NULL), FLOWPIC_ERR_ARG);
+    flowpic_picture_free(&pics[1]);
+    make_picture(&pics[1], 32, PIC_RANDOM, 10, &rng);
+    /* backward: only after a sparse forward and its loss */
+    CHECK_EQ(flowpic_net_backward_sparse(&net, &ws, 2), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_net_forward_sparse(&net, &ws, pics, FLOWPIC_VALUE_RAW, 2, FLOWPIC_MODE_TRAIN, &rng), FLOWPIC_OK);
+    CHECK_EQ(flowpic_net_backward_sparse(&net, &ws, 2), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_net_loss(&net, &ws, labels, 2, NULL), FLOWPIC_OK);
+    CHECK_EQ(flowpic_net_backward_sparse(&net, &ws, 1), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_net_backward(&net, &ws, x, 2), FLOWPIC_ERR_ARG);       /* the last forward was sparse */
+    CHECK_EQ(flowpic_net_backward_sparse(&net, &ws, 2), FLOWPIC_OK);
+    /* and the dense backward after a dense forward only */
+    CHECK_EQ(flowpic_workspace_init(&dws, &net, 1, FLOWPIC_WS_TRAIN), FLOWPIC_OK);
+    CHECK_EQ(flowpic_net_forward(&net, &dws, x, 1, FLOWPIC_MODE_TRAIN, &rng), FLOWPIC_OK);
+    CHECK_EQ(flowpic_net_loss(&net, &dws, labels, 1, NULL), FLOWPIC_OK);
+    CHECK_EQ(flowpic_net_backward_sparse(&net, &dws, 1), FLOWPIC_ERR_ARG);
+    CHECK_EQ(flowpic_net_backward(&net, &dws, x, 1), FLOWPIC_OK);
+    flowpic_workspace_free(&dws);
+    flowpic_workspace_free(&ws);
+    free_pictures(pics, 2);
+    flowpic_net_free(&net);
+}
+
+/* The mini preset at 32 and 64, a custom net with another geometry (kernel not a multiple of
+ * the stride, padding on both sides, pool 3, conv2 with stride 2), each on empty, border,
+ * random, row-band and full-density pictures. */
+static void test_sparse_vs_dense_small(void)
+{
+    flowpic_layer_desc desc[FLOWPIC_NN_MAX_LAYERS];
+    flowpic_picture pics[6];
+    flowpic_rng rng;
+    int nd, res, k;
+    flowpic_rng_seed(&rng, 31);
+    for (res = 32; res <= 64; res += 32) {
+        char label[64];
+        nd = flowpic_net_preset(FLOWPIC_ARCH_MINI, res, desc);
+        make_picture(&pics[0], (uint32_t)res, PIC_EMPTY, 0, &rng);
+        make_picture(&pics[1], (uint32_t)res, PIC_BORDERS, 0, &rng);
+        make_picture(&pics[2], (uint32_t)res, PIC_RANDOM, 20, &rng);
+        make_picture(&pics[3], (uint32_t)res, PIC_ROWS, 60, &rng);
+        make_picture(&pics[4], (uint32_t)res, PIC_FULL, 0, &rng);
+        make_picture(&pics[5], (uint32_t)res, PIC_RANDOM, 3, &rng);
+        for (k = 0; k < 2; k++) {
+            snprintf(label, sizeof label, "flowpic-mini %d, %s", res, k ? "scale" : "raw");
+            sparse_vs_dense(label, desc, nd, res, 3, pics, 6, k ? FLOWPIC_VALUE_SCALE : FLOWPIC_VALUE_RAW, 3);
+        }
+        free_pictures(pics, 6);
+    }
+    nd = 0;
+    desc[nd].kind = FLOWPIC_LAYER_CONV; desc[nd].size = 4; desc[nd].kernel = 7; desc[nd].stride = 3;
+    desc[nd].pad_before = 2; desc[nd].pad_after = 3; desc[nd++].dropout_p = 0.0f;
+    memset(&desc[nd], 0, sizeof desc[nd]); desc[nd++].kind = FLOWPIC_LAYER_RELU;
+    memset(&desc[nd], 0, sizeof desc[nd]); desc[nd].kind = FLOWPIC_LAYER_MAXPOOL; desc[nd].kernel = 3; desc[nd++].stride = 3;
+    memset(&desc[nd], 0, sizeof desc[nd]); desc[nd].kind = FLOWPIC_LAYER_CONV; desc[nd].size = 6; desc[nd].kernel = 3;
+    desc[nd].stride = 2; desc[nd].pad_before = 1; desc[nd++].pad_after = 2;
+    memset(&desc[nd], 0, sizeof desc[nd]); desc[nd++].kind = FLOWPIC_LAYER_RELU;
+    memset(&desc[nd], 0, sizeof desc[nd]); desc[nd].kind = FLOWPIC_LAYER_DROPOUT; desc[nd++].dropout_p = 0.25f;
+    memset(&desc[nd], 0, sizeof desc[nd]); desc[nd++].kind = FLOWPIC_LAYER_FLATTEN;
+    memset(&desc[nd], 0, sizeof desc[nd]); desc[nd++].kind = FLOWPIC_LAYER_DENSE;
+    res = 61;
+    make_picture(&pics[0], (uint32_t)res, PIC_BORDERS, 0, &rng);
+    make_picture(&pics[1], (uint32_t)res, PIC_FULL, 0, &rng);
+    make_picture(&pics[2], (uint32_t)res, PIC_RANDOM, 40, &rng);
+    make_picture(&pics[3], (uint32_t)res, PIC_EMPTY, 0, &rng);
+    sparse_vs_dense("custom 61: conv 4@7x7 s3 pad 2/3, pool 3, conv 6@3x3 s2 pad 1/2", desc, nd, res, 4, pics, 4,
+                    FLOWPIC_VALUE_LOG1P, 3);
+    free_pictures(pics, 4);
+}
+
+/* flowpic-full at 1500: synthetic pictures (empty, borders and corners, random, full density)
+ * and real ones from ../shared/data. */
+static void test_sparse_vs_dense_full(void)
+{
+    flowpic_layer_desc desc[FLOWPIC_NN_MAX_LAYERS];
+    flowpic_picture pics[5];
+    flowpic_rng rng;
+    const int nd = flowpic_net_preset(FLOWPIC_ARCH_FULL, 1500, desc);
+    flowpic_rng_seed(&rng, 32);
+    make_picture(&pics[0], 1500, PIC_EMPTY, 0, &rng);
+    make_picture(&pics[1], 1500, PIC_BORDERS, 0, &rng);
+    make_picture(&pics[2], 1500, PIC_RANDOM, 3000, &rng);
+    make_picture(&pics[3], 1500, PIC_ROWS, 500, &rng);
+    sparse_vs_dense("flowpic-full, synthetic", desc, nd, 1500, 5, pics, 4, FLOWPIC_VALUE_RAW, 3);
+    free_pictures(pics, 4);
+    make_picture(&pics[0], 1500, PIC_FULL, 0, &rng);
+    sparse_vs_dense("flowpic-full, full density", desc, nd, 1500, 2, pics, 1, FLOWPIC_VALUE_BINARY, 2);
+    free_pictures(pics, 1);
+}
+
+static const char *shared_data_dir(void)
+{
+    static const char *const dirs[] = {"../shared/data", "/work/shared/data"};
+    size_t i;
+    for (i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        char path[512];
+        FILE *f;
+        snprintf(path, sizeof path, "%s/LABELS.tsv", dirs[i]);
+        f = fopen(path, "rb");
+        if (f) { fclose(f); return dirs[i]; }
+    }
+    return NULL;
+}
+
+/* Real pictures: the blocks of two captures of ../shared/data (a video stream, an HTTP
+ * download: the densest pictures there are), the 6 with the most packets and 2 small ones. */
+static void test_sparse_vs_dense_real(void)
+{
+    static const char *const files[] = {"ndpi-video/1kxun.pcap", "lab-file-transfer/http_download.pcap"};
+    const char *dir = shared_data_dir();
+    flowpic_layer_desc desc[FLOWPIC_NN_MAX_LAYERS];
+    flowpic_block_config cfg;
+    flowpic_dataset ds;
+    flowpic_picture pics[8];
+    size_t i, f, order[8], n = 0;
+    const int nd = flowpic_net_preset(FLOWPIC_ARCH_FULL, 1500, desc);
+    if (!dir) { printf("     (no ../shared/data: skipped)\n"); return; }
+    flowpic_block_config_preset(&cfg, FLOWPIC_PRESET_PAPER);
+    flowpic_dataset_init(&ds, &cfg);
+    for (f = 0; f < sizeof files / sizeof files[0]; f++) {
+        char path[512];
+        pcapl_reader r;
+        snprintf(path, sizeof path, "%s/%s", dir, files[f]);
+        CHECK_EQ(pcapl_open_path(&r, path), PCAPL_OK);
+        CHECK_EQ(flowpic_dataset_add_capture(&ds, &r, path, NULL, NULL, NULL, NULL), FLOWPIC_OK);
+        pcapl_close(&r);
+    }
+    CHECK(ds.n_blocks >= 8);
+    /* the 6 largest blocks, then the first and the last */
+    for (n = 0; n < 6; n++) {
+        size_t best = 0, k;
+        int found = 0;
+        for (i = 0; i < ds.n_blocks; i++) {
+            int used = 0;
+            for (k = 0; k < n; k++) used |= order[k] == i;
+            if (!used && (!found || ds.blocks[i].n_packets > ds.blocks[best].n_packets)) { best = i; found = 1; }
+        }
+        order[n] = best;
+    }
+    order[6] = 0;
+    order[7] = ds.n_blocks - 1;
+    memset(pics, 0, sizeof pics);
+    for (i = 0; i < 8; i++)
+        CHECK_EQ(flowpic_picture_build(&pics[i], ds.config.preset, ds.config.block_ns,
+                                       flowpic_dataset_block_packets(&ds, order[i]), ds.blocks[order[i]].n_packets, 1500),
+                 FLOWPIC_OK);
+    printf("     %zu blocks; non-zero pixels of the chosen:", ds.n_blocks);
+    for (i = 0; i < 8; i++) printf(" %u", pics[i].n);
+    printf("\n");
+    sparse_vs_dense("flowpic-full, real pictures", desc, nd, 1500, 5, pics, 8, FLOWPIC_VALUE_RAW, 3);
+    free_pictures(pics, 8);
+    flowpic_dataset_free(&ds);
+}
+
 /* ------------------------------------------------------------------ main */
 
 typedef struct test_entry { const char *name; void (*fn)(void); } test_entry;
@@ -1617,6 +2008,10 @@ static const test_entry g_tests[] = {
     {"threads_bit_identical_mini", test_threads_bit_identical},
     {"threads_bit_identical_full", test_threads_bit_identical_full},
     {"training_separable", test_training_separable},
+    {"sparse_api_errors", test_sparse_api_errors},
+    {"sparse_vs_dense_small", test_sparse_vs_dense_small},
+    {"sparse_vs_dense_full", test_sparse_vs_dense_full},
+    {"sparse_vs_dense_real", test_sparse_vs_dense_real},
     {"model_roundtrip", test_model_roundtrip},
     {"model_rejects", test_model_rejects},
     {"vectors", test_vectors},
