@@ -1711,6 +1711,7 @@ static int fit(flowpic_model *m, const flowpic_dataset *ds, const size_t *train,
         const size_t *eblocks = order;
         split_scores v;
         double score;
+        memset(&st, 0, sizeof st);
         tp.on = s->progress;
         tp.epoch = (int)e;
         tp.epochs = (int)s->epochs;
