@@ -2,7 +2,7 @@
 # make demo: the main job on a bundled default.
 #   1. synthetic captures of the paper's five classes (examples/gentraffic.c, seeded)
 #   2. flowpic extract: captures -> a labelled data set of 60 s blocks
-#   3. flowpic train: the CNN (the mini LeNet-5 at 64 x 64) with a validation split
+#   3. flowpic train: the CNN (the paper's net at 1500 x 1500, log1p values) with a validation split
 #   4. flowpic eval: accuracy and confusion matrix on blocks the model has not seen
 #   5. flowpic classify: a freshly generated mixed capture, flow by flow, scored against the
 #      generator's own labels
@@ -38,7 +38,7 @@ step "2. flowpic extract: 60 s blocks of >= 10 packets, labelled by $labels"
 # shellcheck disable=SC2046
 ./flowpic extract --progress --labels "$labels" -o "$out/data.fpds" $(cat "$out/captures.txt")
 
-step "3. flowpic train: mini LeNet-5, 64 x 64, $epochs epochs, 20 % of the blocks held out"
+step "3. flowpic train: the paper's net, 1500 x 1500, $epochs epochs, 20 % of the blocks held out"
 ./flowpic train --progress --epochs "$epochs" --val-split 0.2 -o "$out/model.fpm" "$out/data.fpds"
 
 step "4. flowpic eval on the training data (the held-out 20 % are in the last epoch line above)"

@@ -1789,7 +1789,7 @@ typedef struct recipe {
 static void recipe_defaults(recipe *r)
 {
     memset(r, 0, sizeof *r);
-    r->arch = FLOWPIC_ARCH_MINI;
+    r->arch = FLOWPIC_ARCH_FULL;
     r->seed = 1;
     r->fit.lr = 1e-3;
     r->fit.keep_best = 1;
@@ -1858,9 +1858,10 @@ static void recipe_finish(recipe *r)
         if (!r->has_batch) r->fit.batch = 128;
     }
     if (!r->has_res) r->res = r->arch == FLOWPIC_ARCH_FULL ? 1500 : 64;
-    /* the paper's raw counts for its net; log1p for the mini net, where count / 255 leaves the
-     * single-packet pixels of sparse pictures too faint to learn from (docs/RESULTS.md) */
-    if (!r->has_transform) r->transform = r->arch == FLOWPIC_ARCH_FULL ? FLOWPIC_VALUE_RAW : FLOWPIC_VALUE_LOG1P;
+    /* log1p: raw counts let a few busy pixels drown the single packets that short flows are
+     * made of, count / 255 leaves those too faint (docs/RESULTS.md); the paper's schedule keeps
+     * its raw counts */
+    if (!r->has_transform) r->transform = r->paper_schedule ? FLOWPIC_VALUE_RAW : FLOWPIC_VALUE_LOG1P;
     if (!r->has_batch) r->fit.batch = r->arch == FLOWPIC_ARCH_FULL ? 32 : 64;
     if (!r->has_epochs) r->fit.epochs = 15;
     if (r->fit.progress < 0) r->fit.progress = isatty(fileno(stderr));
@@ -1884,9 +1885,9 @@ static int recipe_model(const recipe *r, const flowpic_dataset *ds, const char *
 }
 
 static const char recipe_help[] =
-    "  --net full|mini        the paper's net (1500 x 1500) or tcbench's LeNet-5 (32 / 64)  [mini]\n"
+    "  --net full|mini        the paper's net (1500 x 1500) or tcbench's LeNet-5 (32 / 64)  [full]\n"
     "  --res R                picture resolution                     [full: 1500, mini: 64]\n"
-    "  --transform T          raw, clip255, scale, binary, log1p     [full: raw, mini: log1p]\n"
+    "  --transform T          raw, clip255, scale, binary, log1p     [log1p]\n"
     "  --epochs N             passes over the training blocks        [15]\n"
     "  --patience N           stop after N epochs without a better validation score [0: never]\n"
     "  --batch N              blocks per Adam step                   [full: 32, mini: 64]\n"

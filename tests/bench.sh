@@ -410,7 +410,7 @@ build_stream_model() {
     "$FLOWPIC" extract --no-progress --labels "$OUT/stream-labels.tsv" -o "$OUT/stream-train.fpds" \
         "$OUT"/stream-voip.pcap "$OUT"/stream-video.pcap "$OUT"/stream-file.pcap "$OUT"/stream-chat.pcap \
         "$OUT"/stream-browsing.pcap > /dev/null || die "extract of the training captures failed"
-    "$FLOWPIC" train --no-progress --res 32 --epochs 3 --val-split 0 --no-keep-best --seed 1 -o "$MODEL" \
+    "$FLOWPIC" train --no-progress --net mini --res 32 --epochs 3 --val-split 0 --no-keep-best --seed 1 -o "$MODEL" \
         "$OUT/stream-train.fpds" > /dev/null || die "training the stream model failed"
 }
 

@@ -47,7 +47,7 @@ done
 "$out/gentraffic" --seed 2 --flows-per-class 3 -o "$out/mix.pcap" || exit 1
 "$FLOWPIC" extract --no-progress --labels "$out/labels.tsv" -o "$out/d.fpds" "$out/voip.pcap" "$out/video.pcap" \
     "$out/file.pcap" "$out/chat.pcap" "$out/browsing.pcap" > /dev/null &&
-    "$FLOWPIC" train --no-progress --res 32 --epochs 3 --val-split 0 --no-keep-best -o "$out/m.fpm" "$out/d.fpds" > /dev/null
+    "$FLOWPIC" train --no-progress --net mini --res 32 --epochs 3 --val-split 0 --no-keep-best -o "$out/m.fpm" "$out/d.fpds" > /dev/null
 check "model trained" '[ -s "$out/m.fpm" ]'
 
 # ---- 1. pipe = offline
@@ -129,7 +129,7 @@ else
     $CC -O2 -std=c99 -o "$out/send" tests/online_send.c || exit 1
     printf 'voip.pcap\tvoip\nfile.pcap\tfile\n' > "$out/l2.tsv"
     "$FLOWPIC" extract --no-progress --block 2 --labels "$out/l2.tsv" -o "$out/d2.fpds" "$out/voip.pcap" "$out/file.pcap" > /dev/null &&
-        "$FLOWPIC" train --no-progress --res 32 --epochs 10 --val-split 0 --no-keep-best -o "$out/m2.fpm" "$out/d2.fpds" > /dev/null
+        "$FLOWPIC" train --no-progress --net mini --res 32 --epochs 10 --val-split 0 --no-keep-best -o "$out/m2.fpm" "$out/d2.fpds" > /dev/null
     ip netns exec "$A" "$FLOWPIC" live --interface "va$$" --early-packets 50 "$out/m2.fpm" > "$out/live.tsv" 2> "$out/live.err" &
     live=$!
     wait_for 10 '[ -s "$out/live.tsv" ]' # the header: the ring is up
