@@ -54,23 +54,27 @@ run() { # NAME DATASET [experiment options]: 5 folds grouped by file x the seeds
 
 # The plain pipeline's protocol: validation files, early stopping, no augmentation.
 PIPELINE="--no-augment --val-share 0.1 --patience 5 --epochs 30"
-if want anchor; then # its recipe (a), and (b) with oversampling in place of its weighted loss
+if want anchor; then # its recipes (a), (b) and (d), oversampling in place of its weighted loss
     # shellcheck disable=SC2086
-    run anchor-a data --transform scale --balance $PIPELINE
+    run anchor-a data --net mini --transform scale --balance $PIPELINE
     # shellcheck disable=SC2086
-    run anchor-b data --transform scale --oversample $PIPELINE
+    run anchor-b data --net mini --transform scale --oversample $PIPELINE
+    # shellcheck disable=SC2086
+    run anchor-d data --transform raw --oversample $PIPELINE
 fi
-if want best; then # the defaults: log1p, oversampling, augmentations, 15 epochs on all training files
+if want best; then # the defaults: full net, log1p, oversampling, augmentations, 15 epochs on all training files
     run best data
+    run best-mini data --net mini
+    run no-augment data --no-augment
 fi
 if want blocks; then # shorter windows: finer time columns, more blocks
     extract data-20s --block 20
     run best-20s data-20s
+    run best-mini-20s data-20s --net mini
 fi
 if want ablation; then # one change at a time
     # shellcheck disable=SC2086
-    run log1p-pipeline data $PIPELINE
-    run no-augment data --no-augment
+    run log1p-pipeline data --net mini --oversample $PIPELINE
     run no-rtt data --aug-rtt 0
     run no-shift data --aug-shift 0
     run no-loss data --aug-loss 0
@@ -82,8 +86,9 @@ if want ablation; then # one change at a time
     run no-balance data --no-balance
 fi
 if want res; then
-    run res32 data --res 32
-    run full1500 data --net full
+    run mini64 data --net mini
+    run mini32 data --net mini --res 32
+    run full-raw data --transform raw
 fi
 if want tasks; then
     run one-vs-all data --task one-vs-all --balance

@@ -10,8 +10,8 @@ if [ -z "${DATA:-}" ]; then
 fi
 if [ ! -f "${DATA:-}/LABELS.tsv" ]; then echo "train_test: SKIPPED (no shared captures)"; exit 0; fi
 FLOWPIC=${FLOWPIC:-./flowpic}
-MIN_ACCURACY=${MIN_ACCURACY:-0.35}
-MIN_BALANCED=${MIN_BALANCED:-0.30}
+MIN_ACCURACY=${MIN_ACCURACY:-0.42}
+MIN_BALANCED=${MIN_BALANCED:-0.40}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 passed=0
