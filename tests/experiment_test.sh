@@ -3,21 +3,13 @@
 # (../shared/bench/README.md: 1157 blocks of >= 10 packets, 924 flows with blocks, 104 files with
 # blocks, 5 file-grouped folds): every block and flow is tested exactly once over the folds, no
 # file is on both sides, the fold table round-trips through --folds, the metrics are shares, and
-# one epoch of the mini net is quick. Also the one-vs-all and leave-one-out tasks run.
+# one epoch of the default net is quick. Also the one-vs-all and leave-one-out tasks run.
 set -u
 cd "$(dirname "$0")/.." || exit 1
-if [ -z "${DATA:-}" ]; then
-    for d in ../shared/data /work/shared/data; do [ -d "$d" ] && DATA=$d && break; done
-fi
+. tests/lib.sh
 if [ ! -f "${DATA:-}/LABELS.tsv" ]; then echo "experiment_test: SKIPPED (no shared captures)"; exit 0; fi
-FLOWPIC=${FLOWPIC:-./flowpic}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-passed=0
-failed=0
-check() { # name, condition
-    if eval "$2"; then passed=$((passed + 1)); echo "ok   $1"; else failed=$((failed + 1)); echo "FAIL $1"; fi
-}
 
 find "$DATA" -type f \( -name '*.pcap' -o -name '*.pcapng' \) | LC_ALL=C sort > "$out/all"
 # shellcheck disable=SC2046

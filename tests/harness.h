@@ -39,4 +39,37 @@ char *harness_values_s(const char *a, const char *b);
         }                                                                                      \
     } while (0)
 
+/* The definitions, in the one file that has main() (#define HARNESS_IMPLEMENTATION first): its
+ * runner clears harness_failed / harness_skipped before each test and reads them after. */
+#ifdef HARNESS_IMPLEMENTATION
+static int harness_failed, harness_skipped;
+static char harness_values_buf[512];
+
+void harness_fail(const char *file, int line, const char *expr, const char *values)
+{
+    printf("  FAIL %s:%d: %s", file, line, expr);
+    if (values) printf("  (%s)", values);
+    printf("\n");
+    harness_failed = 1;
+}
+
+void harness_skip(const char *why)
+{
+    printf("  skipped: %s\n", why);
+    harness_skipped = 1;
+}
+
+char *harness_values_u(unsigned long long a, unsigned long long b)
+{
+    snprintf(harness_values_buf, sizeof harness_values_buf, "%llu vs %llu", a, b);
+    return harness_values_buf;
+}
+
+char *harness_values_s(const char *a, const char *b)
+{
+    snprintf(harness_values_buf, sizeof harness_values_buf, "\"%s\" vs \"%s\"", a, b);
+    return harness_values_buf;
+}
+#endif
+
 #endif

@@ -1,5 +1,6 @@
 /* Runs every test of the table (or those whose name contains argv[1]).
  * Last line: "N passed, N failed"; exit status 1 when any failed. */
+#define HARNESS_IMPLEMENTATION
 #include "harness.h"
 
 #include <stdlib.h>
@@ -70,45 +71,16 @@ static const test_entry tests[] = {
 #undef ENTRY
 };
 
-static int current_failed, current_skipped;
-static char values_buf[512];
-
-void harness_fail(const char *file, int line, const char *expr, const char *values)
-{
-    printf("  FAIL %s:%d: %s", file, line, expr);
-    if (values) printf("  (%s)", values);
-    printf("\n");
-    current_failed = 1;
-}
-
-void harness_skip(const char *why)
-{
-    printf("  skipped: %s\n", why);
-    current_skipped = 1;
-}
-
-char *harness_values_u(unsigned long long a, unsigned long long b)
-{
-    snprintf(values_buf, sizeof values_buf, "%llu vs %llu", a, b);
-    return values_buf;
-}
-
-char *harness_values_s(const char *a, const char *b)
-{
-    snprintf(values_buf, sizeof values_buf, "\"%s\" vs \"%s\"", a, b);
-    return values_buf;
-}
-
 int main(int argc, char **argv)
 {
     size_t i;
     int passed = 0, failed = 0;
     for (i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         if (argc > 1 && !strstr(tests[i].name, argv[1])) continue;
-        current_failed = current_skipped = 0;
+        harness_failed = harness_skipped = 0;
         tests[i].fn();
-        printf("%s %s\n", current_failed ? "FAIL" : current_skipped ? "skip" : "ok  ", tests[i].name);
-        if (current_failed) failed++;
+        printf("%s %s\n", harness_failed ? "FAIL" : harness_skipped ? "skip" : "ok  ", tests[i].name);
+        if (harness_failed) failed++;
         else passed++;
     }
     printf("%d passed, %d failed\n", passed, failed);

@@ -63,6 +63,7 @@ static void *count_realloc(void *ptr, size_t size)
 #define FLOWPIC_FREE(p) count_free(p)
 #define FLOWPIC_IMPLEMENTATION
 #include "flowpic.h"
+#define HARNESS_IMPLEMENTATION
 #include "harness.h"
 
 #include <stdio.h>
@@ -609,31 +610,6 @@ static void test_second_thread(void)
 
 /* ---- harness --------------------------------------------------------------------------------- */
 
-static int current_failed;
-static char values_buf[512];
-
-void harness_fail(const char *file, int line, const char *expr, const char *values)
-{
-    printf("  FAIL %s:%d: %s", file, line, expr);
-    if (values) printf("  (%s)", values);
-    printf("\n");
-    current_failed = 1;
-}
-
-void harness_skip(const char *why) { printf("  skipped: %s\n", why); }
-
-char *harness_values_u(unsigned long long a, unsigned long long b)
-{
-    snprintf(values_buf, sizeof values_buf, "%llu vs %llu", a, b);
-    return values_buf;
-}
-
-char *harness_values_s(const char *a, const char *b)
-{
-    snprintf(values_buf, sizeof values_buf, "\"%s\" vs \"%s\"", a, b);
-    return values_buf;
-}
-
 int main(int argc, char **argv)
 {
     static const struct {
@@ -652,10 +628,10 @@ int main(int argc, char **argv)
     int passed = 0, failed = 0;
     for (i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         if (argc > 1 && !strstr(tests[i].name, argv[1])) continue;
-        current_failed = 0;
+        harness_failed = 0;
         tests[i].fn();
-        printf("%s %s\n", current_failed ? "FAIL" : "ok  ", tests[i].name);
-        if (current_failed) failed++;
+        printf("%s %s\n", harness_failed ? "FAIL" : "ok  ", tests[i].name);
+        if (harness_failed) failed++;
         else passed++;
     }
     printf("%d passed, %d failed\n", passed, failed);

@@ -5,20 +5,12 @@
 # seed gives a byte-identical model file with 1, 2 and 4 OpenMP threads.
 set -u
 cd "$(dirname "$0")/.." || exit 1
-if [ -z "${DATA:-}" ]; then
-    for d in ../shared/data /work/shared/data; do [ -d "$d" ] && DATA=$d && break; done
-fi
+. tests/lib.sh
 if [ ! -f "${DATA:-}/LABELS.tsv" ]; then echo "train_test: SKIPPED (no shared captures)"; exit 0; fi
-FLOWPIC=${FLOWPIC:-./flowpic}
 MIN_ACCURACY=${MIN_ACCURACY:-0.42}
 MIN_BALANCED=${MIN_BALANCED:-0.40}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-passed=0
-failed=0
-check() { # name, condition
-    if eval "$2"; then passed=$((passed + 1)); echo "ok   $1"; else failed=$((failed + 1)); echo "FAIL $1"; fi
-}
 
 find "$DATA" -type f \( -name '*.pcap' -o -name '*.pcapng' \) | LC_ALL=C sort > "$out/all"
 awk 'NR % 4 == 1' "$out/all" > "$out/test"
