@@ -440,6 +440,9 @@ FLOWPIC_DEF flowpic_result flowpic_write_file_atomic(const char *path, const voi
 /* dot: extra pixels painted around each non-zero pixel (on each side), so that single packets
  * stay visible on large images; 0 for exact pixels (res * scale square). With dot > 0 the image
  * has a white margin of dot + 2 pixels and a 1-pixel gray frame, so edge pixels stay whole. */
+/* Any 8-bit gray image (0 black, 255 white; rows top to bottom, width bytes each) as a PNG. */
+FLOWPIC_DEF flowpic_result flowpic_gray_png(const uint8_t *gray, uint32_t width, uint32_t height, uint8_t **data,
+                                            size_t *size);
 FLOWPIC_DEF flowpic_result flowpic_picture_png(const flowpic_picture *pic, uint32_t scale, uint32_t dot,
                                                uint8_t **data, size_t *size);
 FLOWPIC_DEF flowpic_result flowpic_picture_pgm(const flowpic_picture *pic, uint32_t scale, uint32_t dot,
@@ -2897,19 +2900,18 @@ static void flowpic__png_chunk(flowpic__out *o, const char *type, const uint8_t 
     if (!o->failed) flowpic__put_be32(o, flowpic_crc32(0, o->data + at, n + 4));
 }
 
-FLOWPIC_DEF flowpic_result flowpic_picture_png(const flowpic_picture *pic, uint32_t scale, uint32_t dot,
-                                               uint8_t **data, size_t *size)
+FLOWPIC_DEF flowpic_result flowpic_gray_png(const uint8_t *gray, uint32_t width, uint32_t height, uint8_t **data,
+                                            size_t *size)
 {
-    uint8_t *gray, ihdr[13];
-    uint32_t side, y, a = 1, b = 0;
+    uint8_t ihdr[13];
+    uint32_t y, a = 1, b = 0;
     flowpic__out o, z;
     size_t raw, done = 0, i;
-    flowpic_result res = flowpic__gray(pic, scale, dot, &gray, &side);
-    if (res != FLOWPIC_OK) return res;
+    if (!width || !height || width > 65536u || height > 65536u) return FLOWPIC_ERR_ARG;
     memset(&o, 0, sizeof o);
     memset(&z, 0, sizeof z);
     /* zlib stream of stored deflate blocks over the filtered rows (filter byte 0 each) */
-    raw = (size_t)side * (side + 1);
+    raw = (size_t)height * (width + 1);
     flowpic__put(&z, "\x78\x01", 2);
     while (done < raw) {
         size_t n = raw - done > 65535 ? 65535 : raw - done;
@@ -2921,8 +2923,8 @@ FLOWPIC_DEF flowpic_result flowpic_picture_png(const flowpic_picture *pic, uint3
         hdr[4] = (uint8_t)(~n >> 8);
         flowpic__put(&z, hdr, 5);
         for (i = done; i < done + n; i++) {
-            size_t row = i / (side + 1), col = i % (side + 1);
-            uint8_t v = col == 0 ? 0 : gray[row * side + col - 1];
+            size_t row = i / (width + 1), col = i % (width + 1);
+            uint8_t v = col == 0 ? 0 : gray[row * width + col - 1];
             flowpic__put(&z, &v, 1);
             a = (a + v) % 65521u;
             b = (b + a) % 65521u;
@@ -2932,8 +2934,8 @@ FLOWPIC_DEF flowpic_result flowpic_picture_png(const flowpic_picture *pic, uint3
     flowpic__put_be32(&z, b << 16 | a);
     flowpic__put(&o, "\x89PNG\r\n\x1a\n", 8);
     for (y = 0; y < 4; y++) {
-        ihdr[y] = (uint8_t)(side >> (24 - 8 * y));
-        ihdr[4 + y] = ihdr[y];
+        ihdr[y] = (uint8_t)(width >> (24 - 8 * y));
+        ihdr[4 + y] = (uint8_t)(height >> (24 - 8 * y));
     }
     ihdr[8] = 8;  /* bit depth */
     ihdr[9] = 0;  /* grayscale */
@@ -2941,7 +2943,6 @@ FLOWPIC_DEF flowpic_result flowpic_picture_png(const flowpic_picture *pic, uint3
     flowpic__png_chunk(&o, "IHDR", ihdr, 13);
     if (!z.failed) flowpic__png_chunk(&o, "IDAT", z.data, z.len);
     flowpic__png_chunk(&o, "IEND", 0, 0);
-    FLOWPIC_FREE(gray);
     FLOWPIC_FREE(z.data);
     if (o.failed || z.failed) {
         FLOWPIC_FREE(o.data);
@@ -2950,6 +2951,18 @@ FLOWPIC_DEF flowpic_result flowpic_picture_png(const flowpic_picture *pic, uint3
     *data = o.data;
     *size = o.len;
     return FLOWPIC_OK;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_picture_png(const flowpic_picture *pic, uint32_t scale, uint32_t dot,
+                                               uint8_t **data, size_t *size)
+{
+    uint8_t *gray;
+    uint32_t side;
+    flowpic_result res = flowpic__gray(pic, scale, dot, &gray, &side);
+    if (res != FLOWPIC_OK) return res;
+    res = flowpic_gray_png(gray, side, side, data, size);
+    FLOWPIC_FREE(gray);
+    return res;
 }
 
 FLOWPIC_DEF flowpic_result flowpic_picture_pgm(const flowpic_picture *pic, uint32_t scale, uint32_t dot,

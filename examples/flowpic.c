@@ -2759,7 +2759,7 @@ typedef struct exp_options {
     unsigned long long k, min_packets, seeds[EXP_MAX_SEEDS];
     int n_seeds;
     double short_s, short_keep, val_share;
-    const char *folds_path, *conditions_path, *json_path;
+    const char *folds_path, *conditions_path, *json_path, *confusion_png;
 } exp_options;
 
 /* Everything the runs share: the data, the fold and group of each source, the first window of
@@ -3234,6 +3234,46 @@ static void exp_print_summary(const exp_context *x, exp_run *runs, int n_seeds, 
     print_confusion(x, sum->cm[CM_SHORT], sum->n, "short-flow");
 }
 
+/* A confusion matrix as a PNG: one 48 x 48 square a cell, gray 255 * (1 - row share), a
+ * 2-pixel white gap between cells. */
+static int write_confusion_png(const char *path, const size_t *cm, uint32_t n)
+{
+    enum { CELL = 48, GAP = 2 };
+    uint32_t side = n * (CELL + GAP) + GAP, r, c, y, x;
+    uint8_t *gray = (uint8_t *)malloc((size_t)side * side), *png = 0;
+    size_t size = 0;
+    int ok = gray != 0;
+    if (ok) memset(gray, 255, (size_t)side * side);
+    for (r = 0; ok && r < n; r++) {
+        size_t row = 0;
+        for (c = 0; c < n; c++) row += cm[r * n + c];
+        for (c = 0; c < n; c++) {
+            double share = row ? (double)cm[r * n + c] / (double)row : 0;
+            uint8_t v = (uint8_t)(255.0 * (1.0 - share) + 0.5);
+            for (y = 0; y < CELL; y++)
+                for (x = 0; x < CELL; x++) gray[(size_t)(GAP + r * (CELL + GAP) + y) * side + GAP + c * (CELL + GAP) + x] = v;
+        }
+    }
+    ok = ok && flowpic_gray_png(gray, side, side, &png, &size) == FLOWPIC_OK && write_output(path, png, size);
+    free(gray);
+    free(png);
+    return ok;
+}
+
+/* The multiclass confusion matrices as PNG files (--confusion-png PREFIX). */
+static int exp_confusion_pngs(const exp_context *x, const exp_run *sum)
+{
+    static const struct { const char *suffix; int cm; } which[] = {{"block", CM_BLOCK}, {"flow", CM_FLOW}, {"short", CM_SHORT}};
+    char path[4096];
+    size_t k;
+    for (k = 0; k < sizeof which / sizeof which[0]; k++) {
+        if ((size_t)snprintf(path, sizeof path, "%s-%s.png", x->o->confusion_png, which[k].suffix) >= sizeof path) return 0;
+        if (!write_confusion_png(path, sum->cm[which[k].cm], sum->n)) return 0;
+        printf("wrote %s\n", path);
+    }
+    return 1;
+}
+
 /* k folds over the test groups: the runs of every seed and fold of one task. side/not_side pick
  * the test and training sources of fold f; g >= 0 restricts both to group g. */
 static int exp_folds(exp_context *x, const char *task, int g, exp_run *runs, exp_run *sum)
@@ -3291,6 +3331,7 @@ static int exp_classes(exp_context *x, int one_vs_all)
         }
         ok = runs && exp_run_init(&sum, x->n_classes) && exp_folds(x, task, -1, runs, &sum);
         if (ok) exp_print_summary(x, runs, x->o->n_seeds, (int)x->o->k, &sum);
+        if (ok && !one_vs_all && x->o->confusion_png) ok = exp_confusion_pngs(x, &sum);
         if (runs) exp_free_runs(runs, n);
         exp_run_free(&sum);
     }
@@ -3581,6 +3622,7 @@ static int experiment_option(void *user, const char *name, const char *value)
     if (!strcmp(name, "--folds")) return (o->folds_path = value) != 0;
     if (!strcmp(name, "--conditions")) return (o->conditions_path = value) != 0;
     if (!strcmp(name, "--json")) return (o->json_path = value) != 0;
+    if (!strcmp(name, "--confusion-png")) return (o->confusion_png = value) != 0;
     if (!strcmp(name, "--min-packets")) return parse_ulong(value, FLOWPIC_MAX_BLOCK_PACKETS, &o->min_packets) ? 1 : -1;
     if (!strcmp(name, "--short-seconds")) return parse_double(value, &o->short_s) && o->short_s > 0 ? 1 : -1;
     if (!strcmp(name, "--short-keep")) return parse_double(value, &o->short_keep) && o->short_keep >= 0 && o->short_keep <= 1 ? 1 : -1;
@@ -3920,6 +3962,9 @@ static const command commands[] = {
      "  --val-share P          share of each class's training files for validation and early\n"
      "                         stopping (the plain pipeline: 0.1 with --patience 5 --epochs 30) [0]\n"
      "  --json OUT             every run, its metrics and confusion matrices\n"
+     "  --confusion-png P      multiclass: P-block.png, P-flow.png, P-short.png, the summed\n"
+     "                         confusion matrices as row shares (black = 1; rows: true class,\n"
+     "                         columns: decision, both in the order of the printed tables)\n"
      "  --list-folds           print the fold of every file (file, class, fold, blocks) and stop\n"
      "and the training options of train (validation, when there is one, on the class-balanced\n"
      "loss):\n",

@@ -17,9 +17,15 @@ find "$DATA" -type f \( -name '*.pcap' -o -name '*.pcapng' \) | LC_ALL=C sort > 
 "$FLOWPIC" experiment --list-folds "$out/d.fpds" > "$out/folds.tsv"
 check "fold table: 104 files with blocks, 1157 blocks, 5 folds" \
     "awk -F '\t' 'NR > 1 { n++; b += \$4; f[\$3] = 1 } END { exit !(n == 104 && b == 1157 && length(f) == 5) }' '$out/folds.tsv'"
-"$FLOWPIC" experiment --no-progress --folds "$out/folds.tsv" --epochs 1 --seeds 1,2 --json "$out/e.json" "$out/d.fpds" \
-    > "$out/e.out" 2> "$out/e.err"
+"$FLOWPIC" experiment --no-progress --folds "$out/folds.tsv" --epochs 1 --seeds 1,2 --json "$out/e.json" \
+    --confusion-png "$out/cm" "$out/d.fpds" > "$out/e.out" 2> "$out/e.err"
 check "multiclass experiment runs 5 folds x 2 seeds" "[ \$(grep -c '^multiclass' '$out/e.err') -eq 10 ]"
+pngs=0
+for k in block flow short; do # PNG signature, then IHDR width and height: 6 x (48 + 2) + 2 = 302
+    [ "$(head -c 8 "$out/cm-$k.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] &&
+        [ "$(od -An -tu1 -j16 -N8 "$out/cm-$k.png" | tr -s ' ')" = ' 0 0 1 46 0 0 1 46' ] && pngs=$((pngs + 1))
+done
+check "confusion matrices as PNG (block, flow, short; 302 x 302)" '[ "$pngs" -eq 3 ]'
 check "metrics are shares in [0, 1]" \
     "awk -F '\t' '/_accuracy|_balanced/ { n++; if (\$2 < 0 || \$2 > 1) bad++ } END { exit !(n >= 6 && !bad) }' '$out/e.out'"
 if /usr/bin/python3 -c 'import json' 2>/dev/null; then
