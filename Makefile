@@ -51,7 +51,8 @@ $(BUILD)/fuzz_replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/replay.c $(LDLIBS)
 
-# The unit, network, fault and CLI tests and the fuzz corpora under ASan + UBSan.
+# The unit, network, fault and CLI tests, the training, experiment and tshark tests (the CLI built
+# with ASan + UBSan) and the fuzz corpora under ASan + UBSan.
 test-sanitize: $(TEST_SRC) $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/run_tests_san $(TEST_SRC) $(LDLIBS)
@@ -67,6 +68,9 @@ test-sanitize: $(TEST_SRC) $(HEADERS)
 	$(BUILD)/test_limits_san
 	$(CC) $(WARN) -O1 $(SANITIZE) -o $(BUILD)/flowpic_san examples/flowpic.c $(LDLIBS)
 	FLOWPIC=$(BUILD)/flowpic_san sh tests/cli_tests.sh
+	FLOWPIC=$(BUILD)/flowpic_san sh tests/train_test.sh
+	FLOWPIC=$(BUILD)/flowpic_san sh tests/experiment_test.sh
+	FLOWPIC=$(BUILD)/flowpic_san sh tests/oracle_tshark.sh
 	for t in $(FUZZ_TARGETS); do \
 	    $(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/fuzz_replay_san_$$t tests/fuzz/fuzz_$$t.c tests/fuzz/replay.c $(LDLIBS) && \
 	    $(BUILD)/fuzz_replay_san_$$t tests/fuzz/corpus/$$t || exit 1; done
@@ -89,14 +93,17 @@ test-big: $(BUILD)/big_capture flowpic
 
 VALGRIND = valgrind -q --leak-check=full --errors-for-leak-kinds=all --error-exitcode=99
 # Memcheck, leaks included: the unit, fault and limit tests, the network tests but the three slowest
-# (naive vs blocked convolutions and the full net's thread check: about 80 s more under valgrind).
-test-valgrind: $(BUILD)/run_tests $(BUILD)/test_faults $(BUILD)/test_limits $(BUILD)/test_nn
+# (naive vs blocked convolutions and the full net's thread check: about 80 s more under valgrind),
+# the CLI's golden tests but four (a file-size limit, a copied binary and signal timing).
+test-valgrind: $(BUILD)/run_tests $(BUILD)/test_faults $(BUILD)/test_limits $(BUILD)/test_nn flowpic
 	@mkdir -p build/faults
 	$(VALGRIND) $(BUILD)/run_tests
 	$(VALGRIND) $(BUILD)/test_faults
 	$(VALGRIND) $(BUILD)/test_limits
 	$(VALGRIND) $(BUILD)/test_nn presets api_errors glorot dropout fpv_reader gradcheck threads_bit_identical_mini \
 	    training_separable model_roundtrip model_rejects vectors
+	CLI_SKIP="extract-disk-full extract-unwritable-dir sigint-extract sigint-train" \
+	    FLOWPIC="$(VALGRIND) ./flowpic" sh tests/cli_tests.sh
 
 test: test-unit test-faults test-limits test-nn test-fuzz-replay test-oracle test-train test-online
 

@@ -1094,7 +1094,9 @@ static int load_datasets(int n, const char *const *paths, flowpic_dataset *ds)
         flowpic_dataset one;
         flowpic_error err;
         if (flowpic_dataset_load(&one, paths[i], &err) != FLOWPIC_OK) {
-            if (err.code == FLOWPIC_ERR_FORMAT)
+            if (interrupted())
+                fprintf(stderr, "flowpic: %s: not read (interrupted)\n", paths[i]);
+            else if (err.code == FLOWPIC_ERR_FORMAT)
                 fprintf(stderr, "flowpic: %s: offset %llu: %s\n", paths[i], (unsigned long long)err.offset, err.reason);
             else
                 fprintf(stderr, "flowpic: %s: %s\n", paths[i], err.code == FLOWPIC_ERR_IO ? strerror(errno) : err.reason);

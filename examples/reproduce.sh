@@ -71,6 +71,8 @@ if want blocks; then # shorter windows: finer time columns, more blocks
     extract data-20s --block 20
     run best-20s data-20s
     run best-mini-20s data-20s --net mini
+    extract data-step30 --step 30 # overlapping windows
+    run best-step30 data-step30
 fi
 if want ablation; then # one change at a time
     # shellcheck disable=SC2086
