@@ -3319,10 +3319,9 @@ static int exp_classes(exp_context *x, int one_vs_all)
         const char *pair[2];
         char task[FLOWPIC_MAX_NAME + 32];
         if (one_vs_all) {
-            char other[] = "other";
             for (c = 0; c < x->ds->n_classes; c++) map[c] = c == target ? 0 : 1;
             pair[0] = x->ds->classes[target];
-            pair[1] = other;
+            pair[1] = "other";
             x->classes = pair;
             x->n_classes = 2;
             x->model_class = map;
