@@ -3453,11 +3453,11 @@ static int exp_compute_folds(const exp_context *x, int *source_fold)
  * for each data line. Lines starting with '#' and blank lines are skipped. */
 typedef int (*tsv_row_fn)(void *user, const char *key, const char *value, int line);
 
-static int read_tsv(const char *path, const char *key_col, const char *value_col, int has_header, tsv_row_fn row, void *user)
+static int read_tsv(const char *path, const char *key_col, const char *value_col, tsv_row_fn row, void *user)
 {
     FILE *f = fopen(path, "r");
     char line[8192];
-    int n = 0, key = 0, value = 1, ok = 1;
+    int n = 0, key = -1, value = -1, ok = 1;
     if (!f) {
         fprintf(stderr, "flowpic: %s: %s\n", path, strerror(errno));
         return 0;
@@ -3474,9 +3474,8 @@ static int read_tsv(const char *path, const char *key_col, const char *value_col
             if (!p) break;
             *p++ = '\0';
         }
-        if (has_header == 1) { /* find the named columns */
+        if (key < 0) { /* the header: find the named columns */
             int i;
-            key = value = -1;
             for (i = 0; i < nf; i++) {
                 if (!strcmp(field[i], key_col)) key = i;
                 if (!strcmp(field[i], value_col)) value = i;
@@ -3485,7 +3484,6 @@ static int read_tsv(const char *path, const char *key_col, const char *value_col
                 fprintf(stderr, "flowpic: %s: line %d: need columns '%s' and '%s'\n", path, n, key_col, value_col);
                 ok = 0;
             }
-            has_header = 2;
             continue;
         }
         if (key >= nf || value >= nf) {
@@ -3538,61 +3536,35 @@ static int group_id(exp_context *x, const char *name)
     return x->n_groups++;
 }
 
-typedef struct condition_rule {
-    char *glob;
-    int group;
-} condition_rule;
-
-typedef struct condition_reader {
-    exp_context *x;
-    condition_rule *rules;
-    int n;
-} condition_reader;
-
-static int condition_row(void *user, const char *glob, const char *condition, int line)
-{
-    condition_reader *cr = (condition_reader *)user;
-    condition_rule *rules = (condition_rule *)realloc(cr->rules, (size_t)(cr->n + 1) * sizeof *rules);
-    (void)line;
-    if (!rules) return 0;
-    cr->rules = rules;
-    rules[cr->n].group = group_id(cr->x, condition);
-    rules[cr->n].glob = copy_string(glob, strlen(glob));
-    return rules[cr->n++].group >= 0 && rules[cr->n - 1].glob;
-}
-
-/* The group of each source: the first matching rule of --conditions, else (leave one out) the
- * capture's directory. */
+/* The group of each source: its rule's label in --conditions (a label map: GLOB<TAB>CONDITION,
+ * first match wins), else (leave one out) the capture's directory. */
 static int exp_groups(exp_context *x)
 {
-    condition_reader cr;
+    label_map conditions;
     uint32_t s;
-    int i, ok = 1;
-    memset(&cr, 0, sizeof cr);
-    cr.x = x;
-    if (x->o->conditions_path && !read_tsv(x->o->conditions_path, 0, 0, 0, condition_row, &cr)) ok = 0;
+    int ok = 1;
+    memset(&conditions, 0, sizeof conditions);
+    if (x->o->conditions_path && !load_label_map(x->o->conditions_path, &conditions)) return 0;
     for (s = 0; ok && s < x->ds->n_sources; s++) {
-        const char *src = x->ds->sources[s], *slash, *prev;
+        const char *src = x->ds->sources[s], *slash = strrchr(src, '/'), *dir;
         x->group[s] = -1;
         if (x->o->conditions_path) {
-            for (i = 0; i < cr.n && x->group[s] < 0; i++)
-                if (path_matches(cr.rules[i].glob, src)) x->group[s] = cr.rules[i].group;
+            const label_rule *rule = find_rule(&conditions, src);
+            if (rule) ok = (x->group[s] = group_id(x, rule->label)) >= 0;
             continue;
         }
-        slash = strrchr(src, '/');
         if (!slash) {
-            x->group[s] = group_id(x, ".");
+            ok = (x->group[s] = group_id(x, ".")) >= 0;
             continue;
         }
-        for (prev = slash; prev > src && prev[-1] != '/'; prev--) {}
+        for (dir = slash; dir > src && dir[-1] != '/'; dir--) {}
         {
-            char *dir = copy_string(prev, (size_t)(slash - prev));
-            x->group[s] = dir ? group_id(x, dir) : -1;
-            free(dir);
+            char *name = copy_string(dir, (size_t)(slash - dir));
+            ok = name && (x->group[s] = group_id(x, name)) >= 0;
+            free(name);
         }
     }
-    for (i = 0; i < cr.n; i++) free(cr.rules[i].glob);
-    free(cr.rules);
+    free_label_map(&conditions);
     return ok;
 }
 
@@ -3664,7 +3636,7 @@ static int exp_assign_folds(exp_context *x)
         fr.path = x->o->folds_path;
         fr.source_fold = source_fold;
         for (s = 0; s < ds->n_sources; s++) source_fold[s] = -1;
-        ok = read_tsv(x->o->folds_path, "file", "fold", 1, fold_row, &fr);
+        ok = read_tsv(x->o->folds_path, "file", "fold", fold_row, &fr);
     } else if (ok) {
         ok = exp_compute_folds(x, source_fold);
     }

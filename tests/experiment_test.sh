@@ -54,6 +54,11 @@ check "one-vs-all: a table per class" "[ \$(grep -c '^== .* vs all ==' '$out/o.o
 "$FLOWPIC" experiment --no-progress --task leave-one-out --epochs 1 "$out/d.fpds" > "$out/l.out" 2> "$out/l.err"
 check "leave-one-out: a line per capture directory with blocks" \
     "[ \$(awk -F '\t' 'NR > 1 && NF == 3' '$out/l.out' | wc -l) -ge 8 ]"
+printf '# conditions: a label map\n*requet-youtube/*\tRequet\n*vca-sense-*/*\tVCA\n*ndpi-*/*\tnDPI\n' > "$out/cond.tsv"
+"$FLOWPIC" experiment --no-progress --task conditions --conditions "$out/cond.tsv" --epochs 1 --k 2 "$out/d.fpds" \
+    > "$out/c.out" 2> "$out/c.err"
+check "conditions: a 3 x 3 matrix of block and of flow accuracy" \
+    "[ \$(awk -F '\t' '\$1 ~ /^(Requet|VCA|nDPI)\$/ && NF == 4' '$out/c.out' | wc -l) -eq 6 ]"
 printf 'nope\n' > "$out/bad.tsv"
 "$FLOWPIC" experiment --folds "$out/bad.tsv" "$out/d.fpds" > /dev/null 2> "$out/bad.err"
 check "a fold table without file and fold columns is refused" "grep -q \"need columns 'file' and 'fold'\" '$out/bad.err'"
