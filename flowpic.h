@@ -888,6 +888,11 @@ FLOWPIC_DEF int flowpic_prep_accepts(const flowpic_prep *prep, const flowpic_blo
 /* The model's input for block i of ds: res x res floats with its transform. pic is scratch. */
 FLOWPIC_DEF flowpic_result flowpic_model_input(const flowpic_model *m, const flowpic_dataset *ds, size_t i,
                                                flowpic_picture *pic, float *out);
+/* A workspace for flowpic_train_epoch / flowpic_predict_blocks on m (max_batch pictures, flags
+ * FLOWPIC_WS_TRAIN for training): the presets run on sparse pictures, so for them the dense first
+ * layers are not allocated (FLOWPIC_WS_SPARSE). */
+FLOWPIC_DEF flowpic_result flowpic_model_workspace_init(flowpic_workspace *ws, const flowpic_model *m, int max_batch,
+                                                        unsigned flags);
 /* One epoch over blocks[0 .. n) (in that order) in batches of `batch`: forward (train mode, dropout
  * from rng), loss, backward, Adam (lr). labels[i] is the model class of blocks[i]. ws needs
  * FLOWPIC_WS_TRAIN and max_batch >= batch. */
@@ -5930,6 +5935,13 @@ static flowpic_result flowpic__batch_fill(flowpic__batch *bt, const flowpic_mode
     return res;
 }
 
+FLOWPIC_DEF flowpic_result flowpic_model_workspace_init(flowpic_workspace *ws, const flowpic_model *m, int max_batch,
+                                                        unsigned flags)
+{
+    if (flowpic_net_sparse_ok(&m->net)) flags |= FLOWPIC_WS_SPARSE;
+    return flowpic_workspace_init(ws, &m->net, max_batch, flags);
+}
+
 static flowpic_result flowpic__batch_forward(const flowpic__batch *bt, const flowpic_model *m, flowpic_workspace *ws,
                                              int b, flowpic_mode mode, flowpic_rng *rng)
 {
@@ -6200,8 +6212,7 @@ FLOWPIC_DEF flowpic_result flowpic_classifier_init(flowpic_classifier *cl, const
     cl->lists[0][0] = cl->lists[0][1] = cl->lists[1][0] = cl->lists[1][1] = FLOWPIC__NIL;
     res = flowpic_cutter_init(&cl->cutter, &blocks, flowpic__cl_block, cl);
     if (res == FLOWPIC_OK) /* the presets classify sparse pictures: no dense first layers */
-        res = flowpic_workspace_init(&cl->ws, &model->net, cl->config.batch,
-                                     flowpic_net_sparse_ok(&model->net) ? FLOWPIC_WS_SPARSE : 0u);
+        res = flowpic_model_workspace_init(&cl->ws, model, cl->config.batch, 0);
     for (i = 0; i < 2; i++) {
         flowpic_clbatch *b = &cl->batches[i];
         flowpic_dataset_init(&b->blocks, &blocks);

@@ -1524,13 +1524,6 @@ static flowpic_result train_epoch(flowpic_model *m, flowpic_workspace *ws, const
     return FLOWPIC_OK;
 }
 
-/* Workspace flags: the library runs the presets on sparse pictures (flowpic_train_epoch,
- * flowpic_predict_blocks), so their workspaces leave out the dense first layers. */
-static unsigned ws_flags(const flowpic_net *net, unsigned flags)
-{
-    return flowpic_net_sparse_ok(net) ? flags | FLOWPIC_WS_SPARSE : flags;
-}
-
 /* ---- fitting: the training recipe of train and experiment ------------------------------------ */
 
 typedef struct fit_setup {
@@ -1699,8 +1692,8 @@ static int fit(flowpic_model *m, const flowpic_dataset *ds, const size_t *train,
     memset(out, 0, sizeof *out);
     memset(&ws, 0, sizeof ws);
     memset(&ews, 0, sizeof ews);
-    if (!order || !ident || !labels || !best || flowpic_workspace_init(&ws, &m->net, (int)s->batch, ws_flags(&m->net, FLOWPIC_WS_TRAIN)) != FLOWPIC_OK ||
-        flowpic_workspace_init(&ews, &m->net, (int)s->batch, ws_flags(&m->net, 0)) != FLOWPIC_OK) {
+    if (!order || !ident || !labels || !best || flowpic_model_workspace_init(&ws, m, (int)s->batch, FLOWPIC_WS_TRAIN) != FLOWPIC_OK ||
+        flowpic_model_workspace_init(&ews, m, (int)s->batch, 0) != FLOWPIC_OK) {
         fprintf(stderr, "flowpic: out of memory for a batch of %llu\n", s->batch);
         ok = 0;
     }
@@ -2137,7 +2130,7 @@ static int cmd_eval(int argc, char **argv)
     probs = (float *)malloc((n + 1) * m.n_classes * sizeof *probs);
     conf = (size_t *)calloc((size_t)m.n_classes * m.n_classes, sizeof *conf);
     memset(&ws, 0, sizeof ws);
-    if (!probs || !conf || flowpic_workspace_init(&ws, &m.net, 32, ws_flags(&m.net, 0)) != FLOWPIC_OK ||
+    if (!probs || !conf || flowpic_model_workspace_init(&ws, &m, 32, 0) != FLOWPIC_OK ||
         flowpic_predict_blocks(&m, &ws, &ds, blocks, n, probs) != FLOWPIC_OK) {
         fprintf(stderr, "flowpic: eval: out of memory\n");
         status = EXIT_RUNTIME;
@@ -2688,7 +2681,7 @@ static int cmd_classify(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (!load_model(argv[first], &m)) return EXIT_RUNTIME;
-    if (flowpic_workspace_init(&ws, &m.net, 32, ws_flags(&m.net, 0)) != FLOWPIC_OK) {
+    if (flowpic_model_workspace_init(&ws, &m, 32, 0) != FLOWPIC_OK) {
         fprintf(stderr, "flowpic: classify: out of memory\n");
         flowpic_model_free(&m);
         return EXIT_RUNTIME;
@@ -3045,7 +3038,7 @@ static int exp_run_split(exp_context *x, size_t *train, size_t n_train, const si
     if (ok && x->r->undersample) balance_blocks(ds, train, &n_train, x->model_class, &rng);
     ok = ok && recipe_model(x->r, ds, x->classes, x->n_classes, &rng, &m, "experiment");
     ok = ok && fit(&m, ds, train, n_train, ds, val, n_val, &fs, &rng, &run->fit);
-    ok = ok && flowpic_workspace_init(&ws, &m.net, 64, ws_flags(&m.net, 0)) == FLOWPIC_OK;
+    ok = ok && flowpic_model_workspace_init(&ws, &m, 64, 0) == FLOWPIC_OK;
     ok = ok && flowpic_predict_blocks(&m, &ws, ds, test, n_test, probs) == FLOWPIC_OK;
     for (i = 0; ok && i < n_test; i++)
         run->cm[CM_BLOCK][(uint32_t)exp_class(x, test[i]) * x->n_classes + top_class(probs + i * x->n_classes, x->n_classes)]++;
