@@ -4365,6 +4365,17 @@ static void nn_conv_backward_blocked(const flowpic_layer *L, flowpic_workspace *
 
 /* ---------------------------------------------------------------- pool, relu, dropout */
 
+/* The first maximal element, in row-major order, of the K x K window at xp[start] of a plane W
+ * wide (the running max is replaced only by a strictly greater value, as PyTorch does). */
+static int nn_pool_argmax(const float *xp, int W, int K, int start)
+{
+    int best = start;
+    for (int ky = 0; ky < K; ky++)
+        for (int kx = 0; kx < K; kx++)
+            if (xp[start + ky * W + kx] > xp[best]) best = start + ky * W + kx;
+    return best;
+}
+
 static void nn_maxpool_forward(const flowpic_layer *L, const float *x, float *y, int batch, int nt)
 {
     const int H = L->in_h, W = L->in_w, OH = L->out_h, OW = L->out_w, K = L->kernel, S = L->stride;
@@ -4377,19 +4388,11 @@ static void nn_maxpool_forward(const flowpic_layer *L, const float *x, float *y,
         const float *xp = x + (size_t)pl * (size_t)H * (size_t)W;
         float *yp = y + (size_t)pl * (size_t)OH * (size_t)OW;
         for (int oy = 0; oy < OH; oy++)
-            for (int ox = 0; ox < OW; ox++) {
-                const float *win = xp + (size_t)(oy * S) * (size_t)W + (size_t)(ox * S);
-                float m = win[0];
-                for (int ky = 0; ky < K; ky++)
-                    for (int kx = 0; kx < K; kx++)
-                        if (win[ky * W + kx] > m) m = win[ky * W + kx];
-                yp[oy * OW + ox] = m;
-            }
+            for (int ox = 0; ox < OW; ox++) yp[oy * OW + ox] = xp[nn_pool_argmax(xp, W, K, oy * S * W + ox * S)];
     }
 }
 
-/* The gradient of each window goes to its FIRST maximal element in row-major order (the
- * running max is replaced only by a strictly greater value), as PyTorch does. */
+/* The gradient of each window goes to its first maximal element (nn_pool_argmax). */
 static void nn_maxpool_backward(const flowpic_layer *L, const float *x, const float *dy, float *dx,
                                 int batch, int nt)
 {
@@ -4405,16 +4408,7 @@ static void nn_maxpool_backward(const flowpic_layer *L, const float *x, const fl
         float *dxp = dx + (size_t)pl * (size_t)H * (size_t)W;
         memset(dxp, 0, (size_t)H * (size_t)W * sizeof(float));
         for (int oy = 0; oy < OH; oy++)
-            for (int ox = 0; ox < OW; ox++) {
-                int best = (oy * S) * W + ox * S;
-                float m = xp[best];
-                for (int ky = 0; ky < K; ky++)
-                    for (int kx = 0; kx < K; kx++) {
-                        int idx = (oy * S + ky) * W + ox * S + kx;
-                        if (xp[idx] > m) { m = xp[idx]; best = idx; }
-                    }
-                dxp[best] += dyp[oy * OW + ox];
-            }
+            for (int ox = 0; ox < OW; ox++) dxp[nn_pool_argmax(xp, W, K, oy * S * W + ox * S)] += dyp[oy * OW + ox];
     }
 }
 
