@@ -790,6 +790,21 @@ static int parse_selection(const char *cmd, selection *sel, int argc, char **arg
     return i;
 }
 
+/* parse_selection for the commands that read captures: the index of the first capture, or minus
+ * the exit status after the message. */
+static int parse_capture_args(const char *cmd, selection *sel, int argc, char **argv, flowpic_block_config *cfg)
+{
+    int first = parse_selection(cmd, sel, argc, argv, cfg, 0, 0);
+    if (first == -2) return -EXIT_RUNTIME;
+    if (first < 0) return -EXIT_USAGE;
+    if (first == argc) {
+        fail_usage(cmd, "no capture given", 0);
+        free_label_map(&sel->map);
+        return -EXIT_USAGE;
+    }
+    return first;
+}
+
 /* The labelling of a file; 0 when a label map has no rule for it. */
 static int label_for(const selection *sel, const char *path, label_context *lc)
 {
@@ -849,15 +864,8 @@ static int cmd_flows(int argc, char **argv)
 {
     selection sel;
     flowpic_block_config cfg;
-    int i, status = 0, skipped = 0, labelled;
-    i = parse_selection("flows", &sel, argc, argv, &cfg, 0, 0);
-    if (i == -2) return EXIT_RUNTIME;
-    if (i < 0) return EXIT_USAGE;
-    if (i == argc) {
-        fail_usage("flows", "no capture given", 0);
-        free_label_map(&sel.map);
-        return EXIT_USAGE;
-    }
+    int i = parse_capture_args("flows", &sel, argc, argv, &cfg), status = 0, skipped = 0, labelled;
+    if (i < 0) return -i;
     labelled = sel.label || sel.labels_path;
     printf("proto\tsrc\tsport\tdst\tdport\tpackets\tbytes\tfirst\tlast%s\n", labelled ? "\tlabel" : "");
     for (; i < argc; i++) {
@@ -1061,14 +1069,8 @@ static int cmd_blocks(int argc, char **argv)
 {
     selection sel;
     flowpic_block_config cfg;
-    int first = parse_selection("blocks", &sel, argc, argv, &cfg, 0, 0), i, status = 0;
-    if (first == -2) return EXIT_RUNTIME;
-    if (first < 0) return EXIT_USAGE;
-    if (first == argc) {
-        fail_usage("blocks", "no capture given", 0);
-        free_label_map(&sel.map);
-        return EXIT_USAGE;
-    }
+    int first = parse_capture_args("blocks", &sel, argc, argv, &cfg), i, status = 0;
+    if (first < 0) return -first;
     printf("proto\tsrc\tsport\tdst\tdport\tblock\tstart\tpackets\n");
     for (i = first; i < argc; i++) {
         flowpic_dataset ds;
