@@ -1829,11 +1829,19 @@ static int recipe_option(recipe *r, const char *name, const char *value)
     return 0;
 }
 
+/* The balancing: undersampling (once, before training), oversampling (each epoch) or neither. */
+static int set_balance(recipe *r, int undersample, int oversample)
+{
+    r->undersample = undersample;
+    r->fit.oversample = oversample;
+    return 1;
+}
+
 static int recipe_flag(recipe *r, const char *name)
 {
-    if (!strcmp(name, "--balance")) return (r->fit.oversample = 0) == 0 && (r->undersample = 1);
-    if (!strcmp(name, "--oversample")) return (r->undersample = 0) == 0 && (r->fit.oversample = 1);
-    if (!strcmp(name, "--no-balance")) return (r->undersample = r->fit.oversample = 0) == 0;
+    if (!strcmp(name, "--balance")) return set_balance(r, 1, 0);
+    if (!strcmp(name, "--oversample")) return set_balance(r, 0, 1);
+    if (!strcmp(name, "--no-balance")) return set_balance(r, 0, 0);
     if (!strcmp(name, "--no-augment")) {
         memset(&r->fit.aug, 0, sizeof r->fit.aug);
         return 1;
