@@ -321,7 +321,7 @@ typedef struct flowpic_picture {
     uint32_t packets;       /* packets in the picture */
     flowpic_pixel *pixels;
     size_t cap;
-    uint32_t *scratch;      /* pixel index per packet, while building */
+    uint32_t *scratch;      /* pixel index per packet and as much for sorting, while building */
     size_t scratch_cap;
 } flowpic_picture;
 
@@ -1072,6 +1072,10 @@ FLOWPIC_DEF flowpic_result flowpic_classifier_init(flowpic_classifier *cl, const
 /* One packet (time, 5-tuple, IP size). Decisions it completes come through the callback, now or
  * with a later call (batches). FLOWPIC_ERR_NOMEM, or an error of the network. */
 FLOWPIC_DEF flowpic_result flowpic_classifier_add(flowpic_classifier *cl, const flowpic_packet *p);
+/* n packets, as n calls of flowpic_classifier_add (the same decisions), with the flow lookups of
+ * up to FLOWPIC_BATCH packets overlapped: faster with many live flows. On an error, the packets
+ * before the failing one have been added. */
+FLOWPIC_DEF flowpic_result flowpic_classifier_add_batch(flowpic_classifier *cl, const flowpic_packet *p, size_t n);
 /* Capture time now_ns passes without packets (a live capture's clock): windows close, idle
  * flows end, early_after decisions fall due, and the waiting batch is classified. */
 FLOWPIC_DEF flowpic_result flowpic_classifier_tick(flowpic_classifier *cl, uint64_t now_ns);
@@ -1282,18 +1286,27 @@ static flowpic_result flowpic__rehash(flowpic_flowtable *ft)
     return FLOWPIC_OK;
 }
 
-/* flowpic_flowtable_add with the key's hash already computed. */
-static flowpic_result flowpic__flowtable_add_hashed(flowpic_flowtable *ft, const flowpic_packet *p, uint64_t h,
-                                                    size_t *flow_index)
+/* The flow of key k (hash h) in either direction when the table is bidirectional, or
+ * (size_t)-1; *slot: where the probe for k itself stopped (the place to insert it). */
+static size_t flowpic__find_flow(const flowpic_flowtable *ft, const flowpic_key *k, uint64_t h, size_t *slot)
 {
-    size_t slot = 0, idx = flowpic__find(ft, &p->key, h, &slot);
-    flowpic_flow *f;
+    size_t idx = flowpic__find(ft, k, h, slot);
     if (idx == (size_t)-1 && ft->bidirectional) {
         flowpic_key rev;
         size_t rslot;
-        flowpic_key_reverse(&rev, &p->key);
+        flowpic_key_reverse(&rev, k);
         idx = flowpic__find(ft, &rev, flowpic__key_hash(&rev), &rslot);
     }
+    return idx;
+}
+
+/* flowpic_flowtable_add with the key's hash already computed; known: the packet's flow when the
+ * caller has just looked it up (the flow table unchanged since), else (size_t)-1. */
+static flowpic_result flowpic__flowtable_add_hashed(flowpic_flowtable *ft, const flowpic_packet *p, uint64_t h,
+                                                    size_t known, size_t *flow_index)
+{
+    size_t slot = 0, idx = known != (size_t)-1 ? known : flowpic__find_flow(ft, &p->key, h, &slot);
+    flowpic_flow *f;
     if (idx == (size_t)-1) {
         flowpic_result res;
         if (ft->count >= ft->max_flows) return FLOWPIC_ERR_FLOW_LIMIT;
@@ -1321,13 +1334,8 @@ static flowpic_result flowpic__flowtable_add_hashed(flowpic_flowtable *ft, const
 
 FLOWPIC_DEF size_t flowpic_flowtable_find(const flowpic_flowtable *ft, const flowpic_key *key)
 {
-    size_t slot, idx = flowpic__find(ft, key, flowpic__key_hash(key), &slot);
-    if (idx == (size_t)-1 && ft->bidirectional) {
-        flowpic_key rev;
-        flowpic_key_reverse(&rev, key);
-        idx = flowpic__find(ft, &rev, flowpic__key_hash(&rev), &slot);
-    }
-    return idx;
+    size_t slot;
+    return flowpic__find_flow(ft, key, flowpic__key_hash(key), &slot);
 }
 
 /* The slot that points at flow idx. */
@@ -1373,7 +1381,7 @@ FLOWPIC_DEF void flowpic_flowtable_remove(flowpic_flowtable *ft, size_t flow)
 FLOWPIC_DEF flowpic_result flowpic_flowtable_add(flowpic_flowtable *ft, const flowpic_packet *p,
                                                  size_t *flow_index)
 {
-    return flowpic__flowtable_add_hashed(ft, p, flowpic__key_hash(&p->key), flow_index);
+    return flowpic__flowtable_add_hashed(ft, p, flowpic__key_hash(&p->key), (size_t)-1, flow_index);
 }
 
 /* ---- blocks: configuration -------------------------------------------------------------------- */
@@ -1623,21 +1631,23 @@ static void flowpic__restart_flow(flowpic_cutflow *st)
     st->n = 0;
 }
 
-/* Counts p (key hash h) in the flow table and returns its flow's index, growing the state array
- * with it. */
-static flowpic_result flowpic__cutter_track(flowpic_cutter *c, const flowpic_packet *p, uint64_t h, size_t *idx)
+/* Counts p (key hash h; known as in flowpic__flowtable_add_hashed) in the flow table and returns
+ * its flow's index, growing the state array with it. */
+static flowpic_result flowpic__cutter_track(flowpic_cutter *c, const flowpic_packet *p, uint64_t h, size_t known,
+                                            size_t *idx)
 {
     size_t before = c->flows.count;
     flowpic_result res = flowpic__reserve((void **)&c->state, &c->state_cap, before + 1, sizeof *c->state);
     if (res != FLOWPIC_OK) return res;
-    res = flowpic__flowtable_add_hashed(&c->flows, p, h, idx);
+    res = flowpic__flowtable_add_hashed(&c->flows, p, h, known, idx);
     if (res != FLOWPIC_OK) return res;
     if (c->flows.count > before) memset(&c->state[*idx], 0, sizeof *c->state);
     return FLOWPIC_OK;
 }
 
-/* flowpic_cutter_add with the key's hash already computed. */
-static flowpic_result flowpic__cutter_add_hashed(flowpic_cutter *c, const flowpic_packet *p, uint64_t h)
+/* flowpic_cutter_add with the key's hash already computed (and maybe its flow: known, as in
+ * flowpic__flowtable_add_hashed). */
+static flowpic_result flowpic__cutter_add_hashed(flowpic_cutter *c, const flowpic_packet *p, uint64_t h, size_t known)
 {
     const flowpic_block_config *cfg = &c->config;
     flowpic_cutflow *st;
@@ -1649,7 +1659,7 @@ static flowpic_result flowpic__cutter_add_hashed(flowpic_cutter *c, const flowpi
         c->packets_skipped++;
         return FLOWPIC_OK;
     }
-    res = flowpic__cutter_track(c, p, h, &idx);
+    res = flowpic__cutter_track(c, p, h, known, &idx);
     if (res != FLOWPIC_OK) return res;
     st = &c->state[idx];
     if (cfg->preset != FLOWPIC_PRESET_ORIGINAL && size > cfg->max_size) {
@@ -1688,7 +1698,7 @@ static flowpic_result flowpic__cutter_add_hashed(flowpic_cutter *c, const flowpi
 
 FLOWPIC_DEF flowpic_result flowpic_cutter_add(flowpic_cutter *c, const flowpic_packet *p)
 {
-    return flowpic__cutter_add_hashed(c, p, flowpic__key_hash(&p->key));
+    return flowpic__cutter_add_hashed(c, p, flowpic__key_hash(&p->key), (size_t)-1);
 }
 
 /* The flow lookups of a batch are started together: each one's slot, then each one's flow and
@@ -1723,7 +1733,7 @@ FLOWPIC_DEF flowpic_result flowpic_cutter_add_batch(flowpic_cutter *c, const flo
             }
         }
         for (i = 0; i < m; i++) {
-            flowpic_result res = flowpic__cutter_add_hashed(c, &q[i], h[i]);
+            flowpic_result res = flowpic__cutter_add_hashed(c, &q[i], h[i], (size_t)-1);
             if (res != FLOWPIC_OK) return res;
         }
     }
@@ -1810,10 +1820,35 @@ FLOWPIC_DEF float flowpic_transform_value(flowpic_transform transform, uint32_t 
     }
 }
 
-static int flowpic__cmp_u32(const void *a, const void *b)
+/* Sorts a[0 .. n) ascending, every key <= max_key; tmp holds n more. A few keys: insertion
+ * sort; more: least significant digit radix sort, 8 bits a pass, as many passes as max_key has
+ * bytes (a picture of 32 x 32: 2; of 1500 x 1500: 3). Linear, no comparison callback. */
+static void flowpic__sort_keys(uint32_t *a, uint32_t *tmp, uint32_t n, uint32_t max_key)
 {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
+    uint32_t count[256], i, shift, *from = a, *to = tmp;
+    if (n <= 32) {
+        for (i = 1; i < n; i++) {
+            uint32_t v = a[i], j = i;
+            for (; j > 0 && a[j - 1] > v; j--) a[j] = a[j - 1];
+            a[j] = v;
+        }
+        return;
+    }
+    for (shift = 0; shift < 32 && (max_key >> shift) != 0; shift += 8) {
+        uint32_t sum = 0, *swap;
+        memset(count, 0, sizeof count);
+        for (i = 0; i < n; i++) count[(from[i] >> shift) & 255u]++;
+        for (i = 0; i < 256; i++) {
+            uint32_t c = count[i];
+            count[i] = sum;
+            sum += c;
+        }
+        for (i = 0; i < n; i++) to[count[(from[i] >> shift) & 255u]++] = from[i];
+        swap = from;
+        from = to;
+        to = swap;
+    }
+    if (from != a) memcpy(a, from, (size_t)n * sizeof *a);
 }
 
 /* Whether the preset puts a packet of this size in the picture. */
@@ -1870,14 +1905,14 @@ FLOWPIC_DEF flowpic_result flowpic_picture_build(flowpic_picture *pic, flowpic_p
             if (t < first) first = t;
             if (t > last) last = t;
         }
-    r = flowpic__reserve((void **)&pic->scratch, &pic->scratch_cap, n ? n : 1, sizeof *pic->scratch);
+    r = flowpic__reserve((void **)&pic->scratch, &pic->scratch_cap, 2 * (size_t)(n ? n : 1), sizeof *pic->scratch);
     if (r != FLOWPIC_OK) return r;
     idx = pic->scratch;
     for (i = 0; i < n; i++) {
         uint32_t ix = flowpic__pixel_index(preset, length_ns, res, packets[i], first, last - first);
         if (ix != UINT32_MAX) idx[m++] = ix;
     }
-    qsort(idx, m, sizeof *idx, flowpic__cmp_u32);
+    flowpic__sort_keys(idx, idx + n, m, res * res - 1);
     pic->packets = m;
     for (i = 0; i < m; i++) {
         if (pic->n && pic->pixels[pic->n - 1].index == idx[i]) {
@@ -3390,6 +3425,30 @@ static float nn_dot(const float *FLOWPIC_RESTRICT a, const float *FLOWPIC_RESTRI
     return s;
 }
 
+/* nn_dot(a, b + r * stride, n) for r = 0 .. 3, each summed exactly as nn_dot sums it (same
+ * lanes, same order), with a read once for the four. */
+static void nn_dot4(const float *FLOWPIC_RESTRICT a, const float *FLOWPIC_RESTRICT b, size_t stride, int n, float *out)
+{
+    float acc[4][8];
+    const float *FLOWPIC_RESTRICT b0 = b, *FLOWPIC_RESTRICT b1 = b + stride;
+    const float *FLOWPIC_RESTRICT b2 = b + 2 * stride, *FLOWPIC_RESTRICT b3 = b + 3 * stride;
+    int i = 0, j, r;
+    memset(acc, 0, sizeof acc);
+    for (; i + 8 <= n; i += 8) { /* one loop a row: each vectorises as nn_dot's does */
+        for (j = 0; j < 8; j++) acc[0][j] += a[i + j] * b0[i + j];
+        for (j = 0; j < 8; j++) acc[1][j] += a[i + j] * b1[i + j];
+        for (j = 0; j < 8; j++) acc[2][j] += a[i + j] * b2[i + j];
+        for (j = 0; j < 8; j++) acc[3][j] += a[i + j] * b3[i + j];
+    }
+    for (r = 0; r < 4; r++) {
+        const float *FLOWPIC_RESTRICT br = b + (size_t)r * stride;
+        const float *l = acc[r];
+        float s = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+        for (j = i; j < n; j++) s += a[j] * br[j];
+        out[r] = s;
+    }
+}
+
 /* y[i] += a * x[i]: fixed-width chunks so that -O2 vectorises it (same result as the plain
  * loop: each element sees the same two operations). */
 static void nn_axpy(float *FLOWPIC_RESTRICT y, float a, const float *FLOWPIC_RESTRICT x, int n)
@@ -4412,21 +4471,38 @@ static void nn_maxpool_backward(const flowpic_layer *L, const float *x, const fl
     }
 }
 
-static void nn_relu_forward(const float *x, float *y, size_t n, int nt)
+/* ReLU runs in chunks of NN_RELU_CHUNK: a loop of constant width vectorises at -O2 (maxps for
+ * x > 0 ? x : 0, which is also 0 for NaN and -0), one element at a time it does not. */
+#define NN_RELU_CHUNK 64
+
+static void nn_relu_forward(const float *FLOWPIC_RESTRICT x, float *FLOWPIC_RESTRICT y, size_t n, int nt)
 {
-    const long long count = (long long)n;
+    const long long chunks = (long long)((n + NN_RELU_CHUNK - 1) / NN_RELU_CHUNK);
     (void)nt;
-    NN_OMP(parallel for num_threads(nt) schedule(static) if(count >= NN_PAR_MIN))
-    for (long long i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    NN_OMP(parallel for num_threads(nt) schedule(static) if(chunks * NN_RELU_CHUNK >= NN_PAR_MIN))
+    for (long long c = 0; c < chunks; c++) {
+        size_t i = (size_t)c * NN_RELU_CHUNK, v;
+        if (n - i >= NN_RELU_CHUNK)
+            for (v = 0; v < NN_RELU_CHUNK; v++) y[i + v] = x[i + v] > 0.0f ? x[i + v] : 0.0f;
+        else
+            for (; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    }
 }
 
 /* ReLU'(0) = 0: the gradient passes where the output (= the pre-activation) is > 0 */
-static void nn_relu_backward(const float *y, const float *dy, float *dx, size_t n, int nt)
+static void nn_relu_backward(const float *FLOWPIC_RESTRICT y, const float *FLOWPIC_RESTRICT dy,
+                             float *FLOWPIC_RESTRICT dx, size_t n, int nt)
 {
-    const long long count = (long long)n;
+    const long long chunks = (long long)((n + NN_RELU_CHUNK - 1) / NN_RELU_CHUNK);
     (void)nt;
-    NN_OMP(parallel for num_threads(nt) schedule(static) if(count >= NN_PAR_MIN))
-    for (long long i = 0; i < count; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    NN_OMP(parallel for num_threads(nt) schedule(static) if(chunks * NN_RELU_CHUNK >= NN_PAR_MIN))
+    for (long long c = 0; c < chunks; c++) {
+        size_t i = (size_t)c * NN_RELU_CHUNK, v;
+        if (n - i >= NN_RELU_CHUNK)
+            for (v = 0; v < NN_RELU_CHUNK; v++) dx[i + v] = y[i + v] > 0.0f ? dy[i + v] : 0.0f;
+        else
+            for (; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    }
 }
 
 static float nn_dropout_scale(float p) { return (float)(1.0 / (1.0 - (double)p)); }
@@ -4470,14 +4546,23 @@ static void nn_dropout_masks(uint8_t *mask, size_t n, double p, flowpic_rng *rng
 static void nn_dense_forward(const flowpic_layer *L, const float *w, const float *b, const float *x,
                              float *y, int batch, int nt)
 {
-    const int in = (int)L->in_numel, out = L->out_c, items = batch * out;
-    const long long work = (long long)items * in;
+    const int in = (int)L->in_numel, out = L->out_c, items = (batch + 3) / 4 * out;
+    const long long work = (long long)batch * out * in;
     (void)nt;
     (void)work;
+    /* four samples at a time share each weight row's loads (nn_dot4: the same sums) */
     NN_OMP(parallel for num_threads(nt) schedule(static) if(work >= NN_PAR_MIN))
     for (int it = 0; it < items; it++) {
-        const int n = it / out, o = it % out;
-        y[it] = nn_dot(w + (size_t)o * (size_t)in, x + (size_t)n * (size_t)in, in) + b[o];
+        const int n0 = it / out * 4, o = it % out;
+        const float *wo = w + (size_t)o * (size_t)in;
+        float s[4];
+        int r;
+        if (batch - n0 >= 4) {
+            nn_dot4(wo, x + (size_t)n0 * (size_t)in, (size_t)in, in, s);
+            for (r = 0; r < 4; r++) y[(n0 + r) * out + o] = s[r] + b[o];
+        } else {
+            for (r = n0; r < batch; r++) y[r * out + o] = nn_dot(wo, x + (size_t)r * (size_t)in, in) + b[o];
+        }
     }
 }
 
@@ -4747,6 +4832,8 @@ struct flowpic__sparse {
     float *w2t;                    /* [k2 * k2][c1][c2p] conv2 weights */
     float *bg;                     /* [c1p] background: ReLU(conv1 bias) */
     float *base2;                  /* [c2][oh2][ow2] conv2 output on the all-background pool1 */
+    float *base2t;                 /* [oh2 * ow2][c2p] the same, position-major */
+    float *yt;                     /* [threads][oh2 * ow2][c2p] conv2 output of one sample, position-major */
     float *dsum;                   /* [c2][oh2][ow2] conv2 output gradient summed over the batch */
     float *tsum;                   /* [c2][k2][k2] dsum summed over the outputs each kernel position reads */
     float *dwt;                    /* [NN_SPARSE_CHUNKS][k2 * k2][c1][c2p] conv2 weight gradient per chunk */
@@ -4825,7 +4912,8 @@ static flowpic_result nn_sparse_state(const flowpic_net *net, flowpic_workspace 
     plane = (size_t)g.oh2 * (size_t)g.ow2;
     sp->cache_len = c1 + c1 * k1k1 + c2 * c1 * k2k2 + c2;
     nf = T * acc + k1k1 * (size_t)g.c1p + k2k2 * c1 * (size_t)g.c2p + (size_t)g.c1p + 2 * c2 * plane
-         + c2 * k2k2 + NN_SPARSE_CHUNKS * k2k2 * c1 * (size_t)g.c2p + c1 * k1k1 + sp->cache_len;
+         + c2 * k2k2 + NN_SPARSE_CHUNKS * k2k2 * c1 * (size_t)g.c2p + c1 * k1k1 + sp->cache_len
+         + (T + 1) * plane * (size_t)g.c2p;
     sp->cell_off = (size_t *)FLOWPIC_MALLOC(4 * B * sizeof(size_t));
     sp->acc = (float *)FLOWPIC_MALLOC(nf * sizeof(float));
     sp->slot = (int *)FLOWPIC_MALLOC((T * (size_t)g.pw + 2 * ((size_t)g.oh2 + (size_t)g.ow2)) * sizeof(int));
@@ -4842,6 +4930,8 @@ static flowpic_result nn_sparse_state(const flowpic_net *net, flowpic_workspace 
     sp->dwt = sp->tsum + c2 * k2k2;
     sp->dw1 = sp->dwt + NN_SPARSE_CHUNKS * k2k2 * c1 * (size_t)g.c2p;
     sp->cache = sp->dw1 + c1 * k1k1;
+    sp->base2t = sp->cache + sp->cache_len;
+    sp->yt = sp->base2t + plane * (size_t)g.c2p;
     ws->sparse = sp;
     *out = sp;
     return FLOWPIC_OK;
@@ -4937,6 +5027,9 @@ static void nn_sparse_prepare(struct flowpic__sparse *sp, const flowpic_net *net
         cols[2 * ox + 1] = nn_min_int(g->k2, g->pw + g->p2 - ox * g->s2);
     }
     nn_sparse_base2(sp, w2, b2);
+    for (o = 0; o < g->c2; o++)
+        for (t = 0; t < g->oh2 * g->ow2; t++)
+            sp->base2t[(size_t)t * (size_t)g->c2p + (size_t)o] = sp->base2[(size_t)o * (size_t)g->oh2 * (size_t)g->ow2 + (size_t)t];
 }
 
 /* Max-pools (after ReLU) the conv1 sums of pool column px of the current pool row, as the
@@ -5038,15 +5131,15 @@ static int nn_sparse_delta(const struct flowpic__sparse *sp, const float *val, f
 }
 
 /* conv2 output of one sample: the background output plus (cell - background) times the
- * weights, for every touched cell. */
+ * weights, for every touched cell; summed position-major in yt (whole vectors), then y. */
 static void nn_sparse_conv2_forward(const struct flowpic__sparse *sp, const uint32_t *key, const float *val,
-                                    size_t ncell, float *y)
+                                    size_t ncell, float *yt, float *y)
 {
     const nn_sparse_geom *g = &sp->g;
-    const size_t plane = (size_t)g->oh2 * (size_t)g->ow2;
-    size_t i;
+    const size_t plane = (size_t)g->oh2 * (size_t)g->ow2, c2p = (size_t)g->c2p;
+    size_t i, pos;
     int c, o, v;
-    memcpy(y, sp->base2, (size_t)g->c2 * plane * sizeof(float));
+    memcpy(yt, sp->base2t, plane * c2p * sizeof(float));
     for (i = 0; i < ncell; i++) {
         const int py = (int)(key[i] / (uint32_t)g->pw), px = (int)(key[i] % (uint32_t)g->pw);
         float delta[NN_SPARSE_MAX_C];
@@ -5058,7 +5151,7 @@ static void nn_sparse_conv2_forward(const struct flowpic__sparse *sp, const uint
             for (ox = ox_lo; ox <= ox_hi; ox++) {
                 const int t = (py + g->p2 - oy * g->s2) * g->k2 + (px + g->p2 - ox * g->s2);
                 float sum[NN_SPARSE_MAX_C];
-                float *yo = y + (size_t)oy * (size_t)g->ow2 + (size_t)ox;
+                float *FLOWPIC_RESTRICT yo = yt + ((size_t)oy * (size_t)g->ow2 + (size_t)ox) * c2p;
                 for (o = 0; o < g->c2p; o++) sum[o] = 0.0f;
                 for (c = 0; c < g->c1; c++) {
                     const float d = delta[c];
@@ -5067,9 +5160,12 @@ static void nn_sparse_conv2_forward(const struct flowpic__sparse *sp, const uint
                     for (o = 0; o < g->c2p; o += NN_SPV)
                         for (v = 0; v < NN_SPV; v++) sum[o + v] += d * wr[o + v];
                 }
-                for (o = 0; o < g->c2; o++) yo[(size_t)o * plane] += sum[o];
+                for (o = 0; o < g->c2p; o += NN_SPV)
+                    for (v = 0; v < NN_SPV; v++) yo[o + v] += sum[o + v];
             }
     }
+    for (o = 0; o < g->c2; o++)
+        for (pos = 0; pos < plane; pos++) y[(size_t)o * plane + pos] = yt[pos * c2p + (size_t)o];
 }
 
 /* Per-sample regions for the cells and entries of pics[0 .. batch) (upper bounds), grown as
@@ -5154,6 +5250,7 @@ FLOWPIC_DEF flowpic_result flowpic_net_forward_sparse(const flowpic_net *net, fl
                                              sp->entries + sp->entry_off[i], &sp->entry_n[i],
                                              sp->acc + (size_t)tid * acc_len, sp->slot + (size_t)tid * (size_t)g->pw);
         nn_sparse_conv2_forward(sp, sp->cell_key + co, sp->cell_val + co * c1p, sp->cell_n[i],
+                                sp->yt + (size_t)tid * (size_t)g->oh2 * (size_t)g->ow2 * (size_t)g->c2p,
                                 y + (size_t)i * out_numel);
     }
     nn_forward_layers(net, ws, y, NN_SPARSE_OUT + 1, batch, mode, rng);
@@ -6486,10 +6583,11 @@ static flowpic_result flowpic__cl_new_flow(flowpic_classifier *cl, size_t flow)
     return FLOWPIC_OK;
 }
 
-FLOWPIC_DEF flowpic_result flowpic_classifier_add(flowpic_classifier *cl, const flowpic_packet *p)
+/* flowpic_classifier_add with the key's hash h computed. */
+static flowpic_result flowpic__cl_add(flowpic_classifier *cl, const flowpic_packet *p, uint64_t h)
 {
     const flowpic_classifier_config *cfg = &cl->config;
-    size_t flow, before;
+    size_t flow, before, slot;
     uint64_t kept = cl->cutter.packets_kept;
     flowpic_clflow *f;
     flowpic_result res;
@@ -6497,13 +6595,13 @@ FLOWPIC_DEF flowpic_result flowpic_classifier_add(flowpic_classifier *cl, const 
     if (p->ts_ns > cl->now_ns) cl->now_ns = p->ts_ns;
     res = flowpic__cl_expire(cl);
     if (res != FLOWPIC_OK) return res;
-    flow = flowpic_flowtable_find(&cl->cutter.flows, &p->key);
+    flow = flowpic__find_flow(&cl->cutter.flows, &p->key, h, &slot);
     if (flow == (size_t)-1 && cl->cutter.flows.count >= cfg->max_flows) {
         res = flowpic__cl_evict(cl);
         if (res != FLOWPIC_OK) return res;
     }
     before = cl->cutter.flows.count; /* (after the flows that ended above) */
-    res = flowpic_cutter_add(&cl->cutter, p);
+    res = flowpic__cutter_add_hashed(&cl->cutter, p, h, flow); /* (a flow found is still where it was) */
     if (res == FLOWPIC_OK) res = cl->status;
     if (res != FLOWPIC_OK) return res;
     if (flow == (size_t)-1) {
@@ -6525,6 +6623,41 @@ FLOWPIC_DEF flowpic_result flowpic_classifier_add(flowpic_classifier *cl, const 
         res = flowpic__cl_partial(cl, flow);
     if (res == FLOWPIC_OK && cfg->early_after_ns && cl->now_ns >= cl->sweep_ns) res = flowpic__cl_early_sweep(cl);
     return res;
+}
+
+FLOWPIC_DEF flowpic_result flowpic_classifier_add(flowpic_classifier *cl, const flowpic_packet *p)
+{
+    return flowpic__cl_add(cl, p, flowpic__key_hash(&p->key));
+}
+
+/* As flowpic_cutter_add_batch: the lookups of a batch start together (index slot, then the flow's
+ * table entry, cutter and classifier state are prefetched), then the packets go in one by one. */
+FLOWPIC_DEF flowpic_result flowpic_classifier_add_batch(flowpic_classifier *cl, const flowpic_packet *p, size_t n)
+{
+    uint64_t h[FLOWPIC_BATCH];
+    size_t i, done;
+    for (done = 0; done < n; done += i) {
+        const size_t m = n - done < FLOWPIC_BATCH ? n - done : FLOWPIC_BATCH;
+        const flowpic_packet *q = p + done;
+        const flowpic_flowtable *ft = &cl->cutter.flows;
+        for (i = 0; i < m; i++) {
+            h[i] = flowpic__key_hash(&q[i].key);
+            if (ft->slots) FLOWPIC_PREFETCH(&ft->slots[(size_t)h[i] & ft->slot_mask]);
+        }
+        for (i = 0; i < m && ft->slots; i++) {
+            const size_t v = (uint32_t)ft->slots[(size_t)h[i] & ft->slot_mask];
+            if (v && v <= ft->count) { /* a hint only: flows may end before the packet's turn */
+                FLOWPIC_PREFETCH(&ft->flows[v - 1]);
+                FLOWPIC_PREFETCH(&cl->cutter.state[v - 1]);
+                FLOWPIC_PREFETCH(&cl->flows[v - 1]);
+            }
+        }
+        for (i = 0; i < m; i++) {
+            flowpic_result res = flowpic__cl_add(cl, &q[i], h[i]);
+            if (res != FLOWPIC_OK) return res;
+        }
+    }
+    return FLOWPIC_OK;
 }
 
 FLOWPIC_DEF flowpic_result flowpic_classifier_tick(flowpic_classifier *cl, uint64_t now_ns)

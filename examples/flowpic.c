@@ -2250,6 +2250,8 @@ typedef struct online {
     flowpic_model model;
     uint64_t drops;            /* live: packets the kernel dropped (ring full) */
     uint64_t skipped;          /* not IPv4/IPv6 TCP/UDP */
+    flowpic_packet pending[FLOWPIC_BATCH]; /* packets not yet given to the classifier: they go */
+    size_t n_pending;          /* in together (overlapped lookups), at the latest when input pauses */
 } online;
 
 static void online_print(void *user, const flowpic_decision *d)
@@ -2321,10 +2323,22 @@ static int online_start(online *o, const char *model_path, const flowpic_classif
     return 1;
 }
 
+/* Gives the waiting packets to the classifier; 0 after reporting an error. */
+static int online_send(online *o)
+{
+    flowpic_result res = flowpic_classifier_add_batch(&o->cl, o->pending, o->n_pending);
+    o->n_pending = 0;
+    if (res == FLOWPIC_OK) return 1;
+    fprintf(stderr, "flowpic: classifier: %s\n", flowpic_result_string(res));
+    return 0;
+}
+
 /* Flushes the open blocks as final decisions, prints the statistics, frees; the exit status. */
 static int online_finish(online *o, int status)
 {
-    flowpic_result res = flowpic_classifier_flush(&o->cl);
+    flowpic_result res;
+    if (!online_send(o)) status = EXIT_RUNTIME;
+    res = flowpic_classifier_flush(&o->cl);
     if (res != FLOWPIC_OK) {
         fprintf(stderr, "flowpic: classifier: %s\n", flowpic_result_string(res));
         status = EXIT_RUNTIME;
@@ -2335,26 +2349,24 @@ static int online_finish(online *o, int status)
     return status;
 }
 
-/* Gives one packet to the classifier; 0 after reporting an error. */
+/* One packet for the classifier (in with the next FLOWPIC_BATCH); 0 after reporting an error. */
 static int online_packet(online *o, uint64_t ts_ns, const pcapl_decoded *d, pcapl_skip skip)
 {
-    flowpic_packet p;
-    flowpic_result res;
     if (skip != PCAPL_SKIP_NONE) {
         o->skipped++;
         return 1;
     }
-    flowpic_packet_from_decoded(&p, ts_ns, d);
-    res = flowpic_classifier_add(&o->cl, &p);
-    if (res == FLOWPIC_OK) return 1;
-    fprintf(stderr, "flowpic: classifier: %s\n", flowpic_result_string(res));
-    return 0;
+    flowpic_packet_from_decoded(&o->pending[o->n_pending++], ts_ns, d);
+    return o->n_pending < FLOWPIC_BATCH || online_send(o);
 }
 
-/* Between reads: statistics when asked, and the waiting batch classified (its decisions out). */
+/* Between reads: the waiting packets in, statistics when asked, and the waiting batch classified
+ * (its decisions out). */
 static int online_idle(online *o, uint64_t now_ns)
 {
-    flowpic_result res = flowpic_classifier_tick(&o->cl, now_ns);
+    flowpic_result res;
+    if (!online_send(o)) return 0;
+    res = flowpic_classifier_tick(&o->cl, now_ns);
     if (online_stats) {
         online_stats = 0;
         online_print_stats(o);
@@ -2541,7 +2553,7 @@ static int live_block(online *o, const struct tpacket_block_desc *desc)
         if (!online_packet(o, ts, &d, skip)) return 0;
         offset += h->tp_next_offset;
     }
-    return 1;
+    return online_send(o); /* the block's packets wait no longer */
 }
 
 static uint64_t wall_ns(void)

@@ -46,6 +46,7 @@
     X(augmentations)                                                                           \
     X(block_config_errors)                                                                     \
     X(batch_same_as_single)                                                                    \
+    X(picture_many_packets)                                                                    \
     X(dataset_round_trip)                                                                      \
     X(dataset_merge)                                                                           \
     X(dataset_bad_files)                                                                       \

@@ -22,6 +22,7 @@ void test_idle_timeout(void);
 void test_picture_transforms(void);
 void test_block_config_errors(void);
 void test_batch_same_as_single(void);
+void test_picture_many_packets(void);
 
 #define S(x) ((uint64_t)(x) * 1000000000u)
 #define MS(x) ((uint64_t)(x) * 1000000u)
@@ -662,4 +663,55 @@ void test_batch_same_as_single(void)
             CHECK_EQ(kept_many, kept_one);
         }
     }
+}
+
+/* flowpic_picture_build sorts the packets' pixel indices: up to 32 by insertion, more by radix
+ * passes (one per byte of the largest index: 1, 2 and 3 at R = 16, 64 and 1500). Checked against
+ * a count of every pixel of a dense grid, for 1 .. 5000 packets of random offsets and sizes. */
+void test_picture_many_packets(void)
+{
+    static const uint32_t res[] = {16, 64, 1500};
+    static const uint32_t counts[] = {1, 2, 31, 32, 33, 257, 5000};
+    const uint64_t length = S(60);
+    flowpic_pkt *pk = (flowpic_pkt *)malloc(5000 * sizeof *pk);
+    uint32_t *grid = (uint32_t *)malloc(1500u * 1500u * sizeof *grid);
+    flowpic_picture pic;
+    uint64_t x = 88172645463325252u;
+    size_t r, k;
+    CHECK(pk && grid);
+    if (!pk || !grid) return;
+    memset(&pic, 0, sizeof pic);
+    for (r = 0; r < 3; r++)
+        for (k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+            const uint32_t R = res[r], n = counts[k];
+            uint32_t i, nonzero = 0, packets = 0, j = 0;
+            int same = 1;
+            memset(grid, 0, (size_t)R * R * sizeof *grid);
+            for (i = 0; i < n; i++) {
+                uint64_t off, row, col;
+                uint32_t size;
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                off = (x >> 8) % length;
+                size = (uint32_t)(x % (k == 2 ? 3u : 1500u)) + 1; /* 31 packets: few rows, repeats */
+                pk[i] = FLOWPIC_PKT(off, size);
+                row = (uint64_t)(size - 1) * R / 1500;
+                col = off * R / length;
+                grid[row * R + col]++;
+            }
+            CHECK_EQ(flowpic_picture_build(&pic, FLOWPIC_PRESET_PAPER, length, pk, n, R), FLOWPIC_OK);
+            for (i = 0; i < R * R; i++) {
+                if (!grid[i]) continue;
+                nonzero++;
+                packets += grid[i];
+                if (j >= pic.n || pic.pixels[j].index != i || pic.pixels[j].count != grid[i]) same = 0;
+                j++;
+            }
+            CHECK_EQ(pic.n, nonzero);
+            CHECK_EQ(pic.packets, packets);
+            if (!same) printf("  R = %u, %u packets: pixels differ from the dense count\n", R, n);
+            CHECK(same);
+        }
+    flowpic_picture_free(&pic);
+    free(grid);
+    free(pk);
 }

@@ -211,19 +211,29 @@ static int run_offline(const flowpic_model *m, const flowpic_packet *pk, size_t 
     return ok;
 }
 
-static int run_online(const flowpic_model *m, const flowpic_classifier_config *cfg, const flowpic_packet *pk,
-                      size_t n, seen *s, flowpic_classifier_stats *stats)
+/* The packets one by one (chunk 0) or chunk at a time through flowpic_classifier_add_batch. */
+static int run_online_in(const flowpic_model *m, const flowpic_classifier_config *cfg, const flowpic_packet *pk,
+                         size_t n, size_t chunk, seen *s, flowpic_classifier_stats *stats)
 {
     flowpic_classifier cl;
-    size_t i;
+    size_t i, k;
     s->n = 0;
     if (flowpic_classifier_init(&cl, m, cfg, collect, s) != FLOWPIC_OK) return 0;
-    for (i = 0; i < n; i++)
-        if (flowpic_classifier_add(&cl, &pk[i]) != FLOWPIC_OK) return 0;
+    for (i = 0; i < n; i += k) {
+        k = chunk == 0 ? 1 : n - i < chunk ? n - i : chunk;
+        if ((chunk == 0 ? flowpic_classifier_add(&cl, &pk[i]) : flowpic_classifier_add_batch(&cl, pk + i, k)) != FLOWPIC_OK)
+            return 0;
+    }
     if (flowpic_classifier_flush(&cl) != FLOWPIC_OK) return 0;
     flowpic_classifier_stats_get(&cl, stats);
     flowpic_classifier_free(&cl);
     return 1;
+}
+
+static int run_online(const flowpic_model *m, const flowpic_classifier_config *cfg, const flowpic_packet *pk,
+                      size_t n, seen *s, flowpic_classifier_stats *stats)
+{
+    return run_online_in(m, cfg, pk, n, 0, s, stats);
 }
 
 /* ---- tests ----------------------------------------------------------------------------------- */
@@ -608,6 +618,43 @@ static void test_second_thread(void)
 }
 #endif
 
+/* flowpic_classifier_add_batch gives the decisions of one flowpic_classifier_add a packet, also
+ * when flows end in the middle of a batch (a cap of 5 live flows, an idle timeout) and with batch
+ * sizes below, at and above FLOWPIC_BATCH. */
+static void test_add_batch(void)
+{
+    static seen s1, s2;
+    flowpic_model m;
+    flowpic_classifier_config cfg;
+    flowpic_classifier_stats st1, st2;
+    const size_t chunks[] = {1, 7, FLOWPIC_BATCH, 1000};
+    size_t n, i, c;
+    flowpic_packet *pk = make_traffic(24, 400, 5, &n);
+    CHECK(pk != 0);
+    CHECK(make_model(&m, 0));
+    flowpic_classifier_config_default(&cfg);
+    cfg.batch = 4;
+    cfg.early_packets = 30;
+    cfg.max_flows = 5;
+    cfg.idle_timeout_ns = 20 * (uint64_t)1000000000u;
+    CHECK(run_online(&m, &cfg, pk, n, &s1, &st1));
+    CHECK(st1.flows_evicted > 0);
+    CHECK(st1.decisions_final > 20);
+    for (c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+        CHECK(run_online_in(&m, &cfg, pk, n, chunks[c], &s2, &st2));
+        CHECK(!memcmp(&st1, &st2, sizeof st1));
+        CHECK_EQ(s1.n, s2.n);
+        for (i = 0; i < s1.n && i < s2.n; i++) {
+            CHECK(!memcmp(&s1.d[i], &s2.d[i], sizeof s1.d[i]));
+            CHECK(!memcmp(s1.probs[i], s2.probs[i], sizeof s1.probs[i]));
+        }
+    }
+    printf("  %zu decisions, %llu evictions, %llu idle ends: equal for batches of 1, 7, %d, 1000\n", s1.n,
+           (unsigned long long)st1.flows_evicted, (unsigned long long)st1.flows_idle, FLOWPIC_BATCH);
+    flowpic_model_free(&m);
+    free(pk);
+}
+
 /* ---- harness --------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -619,7 +666,7 @@ int main(int argc, char **argv)
         {"flowtable_remove", test_flowtable_remove},     {"online_equals_offline", test_online_equals_offline},
         {"early_decisions", test_early_decisions},       {"tick_and_idle", test_tick_and_idle},
         {"evict_oldest_idle", test_evict_oldest_idle},   {"lists_track_every_flow", test_lists_track_every_flow},
-        {"flood", test_flood},
+        {"flood", test_flood},                           {"add_batch", test_add_batch},
 #ifdef _OPENMP
         {"second_thread", test_second_thread},
 #endif
