@@ -5150,18 +5150,19 @@ static void nn_sparse_conv2_forward(const struct flowpic__sparse *sp, const uint
         for (oy = oy_lo; oy <= oy_hi; oy++)
             for (ox = ox_lo; ox <= ox_hi; ox++) {
                 const int t = (py + g->p2 - oy * g->s2) * g->k2 + (px + g->p2 - ox * g->s2);
-                float sum[NN_SPARSE_MAX_C];
+                const float *FLOWPIC_RESTRICT wt = sp->w2t + (size_t)t * (size_t)g->c1 * c2p;
                 float *FLOWPIC_RESTRICT yo = yt + ((size_t)oy * (size_t)g->ow2 + (size_t)ox) * c2p;
-                for (o = 0; o < g->c2p; o++) sum[o] = 0.0f;
-                for (c = 0; c < g->c1; c++) {
-                    const float d = delta[c];
-                    const float *FLOWPIC_RESTRICT wr = sp->w2t + ((size_t)t * (size_t)g->c1 + (size_t)c) * (size_t)g->c2p;
-                    if (d == 0.0f) continue;
-                    for (o = 0; o < g->c2p; o += NN_SPV)
-                        for (v = 0; v < NN_SPV; v++) sum[o + v] += d * wr[o + v];
+                for (o = 0; o < g->c2p; o += NN_SPV) { /* a vector of outputs: its sums stay in registers */
+                    float sum[NN_SPV];
+                    for (v = 0; v < NN_SPV; v++) sum[v] = 0.0f;
+                    for (c = 0; c < g->c1; c++) {
+                        const float d = delta[c];
+                        const float *FLOWPIC_RESTRICT wr = wt + (size_t)c * c2p + (size_t)o;
+                        if (d == 0.0f) continue;
+                        for (v = 0; v < NN_SPV; v++) sum[v] += d * wr[v];
+                    }
+                    for (v = 0; v < NN_SPV; v++) yo[o + v] += sum[v];
                 }
-                for (o = 0; o < g->c2p; o += NN_SPV)
-                    for (v = 0; v < NN_SPV; v++) yo[o + v] += sum[o + v];
             }
     }
     for (o = 0; o < g->c2; o++)
