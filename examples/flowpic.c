@@ -4020,7 +4020,7 @@ static void print_usage(FILE *out)
             "\n"
             "commands:\n",
             flowpic_version_string());
-    for (i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-9s%s\n", commands[i].name, commands[i].summary);
+    for (i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-11s%s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n'flowpic help COMMAND' tells more.\n");
 }
 

@@ -13,7 +13,7 @@
 #   extract: flowpic extract --no-progress --min-packets 1 -o BENCH_DIR/big-SIZE.fpds FILE
 #                                                 (parse, unidirectional flows, 60 s blocks, sparse pixels, writes the data set)
 #            libpcap_ingest -q FILE               (anchor default mode: the same extraction, sparse pixel counts)
-#   stream:  flowpic classify --stream MODEL FILE  (the online classifier: every packet through flowpic_classifier_add,
+#   stream:  flowpic classify --stream MODEL FILE  (the online classifier: every packet through flowpic_classifier_add_batch,
 #                                                 every completed block classified; MODEL = the mini net at 32 x 32
 #                                                 trained here on examples/gentraffic.c captures, 60 s blocks)
 #            libpcap_ingest -q FILE               (the same anchor as extract)
