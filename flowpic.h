@@ -4471,11 +4471,14 @@ static void nn_maxpool_backward(const flowpic_layer *L, const float *x, const fl
     }
 }
 
-/* ReLU runs in chunks of NN_RELU_CHUNK: a loop of constant width vectorises at -O2 (maxps for
- * x > 0 ? x : 0, which is also 0 for NaN and -0), one element at a time it does not. */
+/* dst = key > 0 ? src : 0, in chunks of NN_RELU_CHUNK: a loop of constant width vectorises at
+ * -O2 (a compare and a mask; 0 also for NaN and -0), one element at a time it does not.
+ * ReLU forward: key = src = x; backward (ReLU'(0) = 0: the gradient passes where the output,
+ * = the pre-activation, is > 0): key = y, src = dy. */
 #define NN_RELU_CHUNK 64
 
-static void nn_relu_forward(const float *FLOWPIC_RESTRICT x, float *FLOWPIC_RESTRICT y, size_t n, int nt)
+static void nn_relu_select(const float *FLOWPIC_RESTRICT key, const float *FLOWPIC_RESTRICT src,
+                           float *FLOWPIC_RESTRICT dst, size_t n, int nt)
 {
     const long long chunks = (long long)((n + NN_RELU_CHUNK - 1) / NN_RELU_CHUNK);
     (void)nt;
@@ -4483,25 +4486,9 @@ static void nn_relu_forward(const float *FLOWPIC_RESTRICT x, float *FLOWPIC_REST
     for (long long c = 0; c < chunks; c++) {
         size_t i = (size_t)c * NN_RELU_CHUNK, v;
         if (n - i >= NN_RELU_CHUNK)
-            for (v = 0; v < NN_RELU_CHUNK; v++) y[i + v] = x[i + v] > 0.0f ? x[i + v] : 0.0f;
+            for (v = 0; v < NN_RELU_CHUNK; v++) dst[i + v] = key[i + v] > 0.0f ? src[i + v] : 0.0f;
         else
-            for (; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-    }
-}
-
-/* ReLU'(0) = 0: the gradient passes where the output (= the pre-activation) is > 0 */
-static void nn_relu_backward(const float *FLOWPIC_RESTRICT y, const float *FLOWPIC_RESTRICT dy,
-                             float *FLOWPIC_RESTRICT dx, size_t n, int nt)
-{
-    const long long chunks = (long long)((n + NN_RELU_CHUNK - 1) / NN_RELU_CHUNK);
-    (void)nt;
-    NN_OMP(parallel for num_threads(nt) schedule(static) if(chunks * NN_RELU_CHUNK >= NN_PAR_MIN))
-    for (long long c = 0; c < chunks; c++) {
-        size_t i = (size_t)c * NN_RELU_CHUNK, v;
-        if (n - i >= NN_RELU_CHUNK)
-            for (v = 0; v < NN_RELU_CHUNK; v++) dx[i + v] = y[i + v] > 0.0f ? dy[i + v] : 0.0f;
-        else
-            for (; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+            for (; i < n; i++) dst[i] = key[i] > 0.0f ? src[i] : 0.0f;
     }
 }
 
@@ -4664,7 +4651,7 @@ static void nn_forward_layers(const flowpic_net *net, flowpic_workspace *ws, con
             nn_maxpool_forward(L, x, y, batch, nt);
             break;
         case FLOWPIC_LAYER_RELU:
-            nn_relu_forward(x, y, n_out, nt);
+            nn_relu_select(x, x, y, n_out, nt);
             break;
         case FLOWPIC_LAYER_DROPOUT:
             if (mode == FLOWPIC_MODE_EVAL) {
@@ -4746,7 +4733,7 @@ static const float *nn_backward_layers(flowpic_net *net, flowpic_workspace *ws, 
             nn_maxpool_backward(L, x, dout, din, batch, nt);
             break;
         case FLOWPIC_LAYER_RELU:
-            nn_relu_backward(y, dout, din, n_in, nt);
+            nn_relu_select(y, dout, din, n_in, nt);
             break;
         case FLOWPIC_LAYER_DROPOUT:
             if (ws->mode == FLOWPIC_MODE_EVAL)

@@ -236,6 +236,17 @@ static int run_online(const flowpic_model *m, const flowpic_classifier_config *c
     return run_online_in(m, cfg, pk, n, 0, s, stats);
 }
 
+/* The same decisions, in the same order, bit for bit (probabilities included). */
+static void check_same_decisions(const seen *a, const seen *b)
+{
+    size_t i;
+    CHECK_EQ(a->n, b->n);
+    for (i = 0; i < a->n && i < b->n; i++) {
+        CHECK(!memcmp(&a->d[i], &b->d[i], sizeof a->d[i]));
+        CHECK(!memcmp(a->probs[i], b->probs[i], sizeof a->probs[i]));
+    }
+}
+
 /* ---- tests ----------------------------------------------------------------------------------- */
 
 static void test_flowtable_remove(void)
@@ -306,11 +317,7 @@ static void test_online_equals_offline(void)
     CHECK(run_online(&m, &cfg, pk, n, &s1, &st));
     cfg.batch = 32;
     CHECK(run_online(&m, &cfg, pk, n, &s2, &st));
-    CHECK_EQ(s1.n, s2.n);
-    for (i = 0; i < s1.n; i++) {
-        CHECK(!memcmp(&s1.d[i], &s2.d[i], sizeof s1.d[i]));
-        CHECK(!memcmp(s1.probs[i], s2.probs[i], sizeof s1.probs[i]));
-    }
+    check_same_decisions(&s1, &s2);
     CHECK_EQ(st.packets, n);
     CHECK_EQ(st.batches > 0, 1);
     for (i = 0; i < s2.n; i++) {
@@ -589,7 +596,7 @@ static void test_second_thread(void)
     flowpic_model m;
     flowpic_classifier_config cfg;
     flowpic_classifier_stats st1, st2;
-    size_t n, i;
+    size_t n;
     int ok = 0;
     flowpic_packet *pk = make_traffic(24, 400, 4, &n);
     CHECK(pk != 0);
@@ -608,11 +615,7 @@ static void test_second_thread(void)
            (unsigned long long)st2.batches_threaded);
     CHECK_EQ(st1.batches_threaded, 0);
     CHECK(st2.batches_threaded > 10);
-    CHECK_EQ(s1.n, s2.n);
-    for (i = 0; i < s1.n; i++) {
-        CHECK(!memcmp(&s1.d[i], &s2.d[i], sizeof s1.d[i]));
-        CHECK(!memcmp(s1.probs[i], s2.probs[i], sizeof s1.probs[i]));
-    }
+    check_same_decisions(&s1, &s2);
     flowpic_model_free(&m);
     free(pk);
 }
@@ -628,7 +631,7 @@ static void test_add_batch(void)
     flowpic_classifier_config cfg;
     flowpic_classifier_stats st1, st2;
     const size_t chunks[] = {1, 7, FLOWPIC_BATCH, 1000};
-    size_t n, i, c;
+    size_t n, c;
     flowpic_packet *pk = make_traffic(24, 400, 5, &n);
     CHECK(pk != 0);
     CHECK(make_model(&m, 0));
@@ -643,11 +646,7 @@ static void test_add_batch(void)
     for (c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
         CHECK(run_online_in(&m, &cfg, pk, n, chunks[c], &s2, &st2));
         CHECK(!memcmp(&st1, &st2, sizeof st1));
-        CHECK_EQ(s1.n, s2.n);
-        for (i = 0; i < s1.n && i < s2.n; i++) {
-            CHECK(!memcmp(&s1.d[i], &s2.d[i], sizeof s1.d[i]));
-            CHECK(!memcmp(s1.probs[i], s2.probs[i], sizeof s1.probs[i]));
-        }
+        check_same_decisions(&s1, &s2);
     }
     printf("  %zu decisions, %llu evictions, %llu idle ends: equal for batches of 1, 7, %d, 1000\n", s1.n,
            (unsigned long long)st1.flows_evicted, (unsigned long long)st1.flows_idle, FLOWPIC_BATCH);
