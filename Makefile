@@ -51,9 +51,10 @@ $(BUILD)/fuzz_replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/replay.c $(LDLIBS)
 
-# The unit, network, fault and CLI tests, the training, experiment and tshark tests (the CLI built
-# with ASan + UBSan) and the fuzz corpora under ASan + UBSan.
-test-sanitize: $(TEST_SRC) $(HEADERS)
+# The unit, network, fault and CLI tests, the training, experiment, tshark and labels oracles, the
+# online script (pipe, --follow, live capture) and the > 4 GiB captures (the CLI built with ASan +
+# UBSan) and the fuzz corpora under ASan + UBSan.
+test-sanitize: $(TEST_SRC) $(HEADERS) $(BUILD)/big_capture
 	@mkdir -p $(BUILD)
 	$(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/run_tests_san $(TEST_SRC) $(LDLIBS)
 	$(BUILD)/run_tests_san
@@ -71,6 +72,9 @@ test-sanitize: $(TEST_SRC) $(HEADERS)
 	FLOWPIC=$(BUILD)/flowpic_san sh tests/train_test.sh
 	FLOWPIC=$(BUILD)/flowpic_san sh tests/experiment_test.sh
 	FLOWPIC=$(BUILD)/flowpic_san sh tests/oracle_tshark.sh
+	FLOWPIC=$(BUILD)/flowpic_san sh tests/oracle_labels.sh
+	FLOWPIC=$(BUILD)/flowpic_san sh tests/online_test.sh
+	FLOWPIC=$(BUILD)/flowpic_san GEN=$(BUILD)/big_capture sh tests/big_test.sh
 	for t in $(FUZZ_TARGETS); do \
 	    $(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/fuzz_replay_san_$$t tests/fuzz/fuzz_$$t.c tests/fuzz/replay.c $(LDLIBS) && \
 	    $(BUILD)/fuzz_replay_san_$$t tests/fuzz/corpus/$$t || exit 1; done
