@@ -1565,6 +1565,23 @@ static flowpic_result train_epoch(flowpic_model *m, flowpic_workspace *ws, const
     return FLOWPIC_OK;
 }
 
+/* flowpic_predict_blocks in slices of 512 blocks (16 batches), so that an interruption stops eval,
+ * classify and validation within a slice; a block's probabilities do not depend on the slicing.
+ * FLOWPIC_ERR_IO when interrupted. */
+static flowpic_result predict_blocks(const flowpic_model *m, flowpic_workspace *ws, const flowpic_dataset *ds,
+                                     const size_t *blocks, size_t n, float *probs)
+{
+    const size_t slice = 512;
+    size_t at;
+    for (at = 0; at < n; at += slice) {
+        flowpic_result r;
+        if (interrupted()) return FLOWPIC_ERR_IO;
+        r = flowpic_predict_blocks(m, ws, ds, blocks + at, n - at < slice ? n - at : slice, probs + at * m->n_classes);
+        if (r != FLOWPIC_OK) return r;
+    }
+    return FLOWPIC_OK;
+}
+
 /* ---- fitting: the training recipe of train and experiment ------------------------------------ */
 
 typedef struct fit_setup {
@@ -2180,8 +2197,8 @@ static int cmd_eval(int argc, char **argv)
     conf = (size_t *)calloc((size_t)m.n_classes * m.n_classes, sizeof *conf);
     memset(&ws, 0, sizeof ws);
     if (!probs || !conf || flowpic_model_workspace_init(&ws, &m, 32, 0) != FLOWPIC_OK ||
-        flowpic_predict_blocks(&m, &ws, &ds, blocks, n, probs) != FLOWPIC_OK) {
-        fprintf(stderr, "flowpic: eval: out of memory\n");
+        predict_blocks(&m, &ws, &ds, blocks, n, probs) != FLOWPIC_OK) {
+        fprintf(stderr, "flowpic: eval: %s\n", interrupted() ? "interrupted while predicting" : "out of memory");
         status = EXIT_RUNTIME;
         goto done;
     }
@@ -2742,7 +2759,7 @@ static int cmd_classify(int argc, char **argv)
     } else {
         printf("proto\tsrc\tsport\tdst\tdport\tblocks\tlabel\tconfidence\n");
     }
-    for (f = first + 1; f < argc; f++) {
+    for (f = first + 1; f < argc && !interrupted(); f++) {
         flowpic_dataset ds;
         label_context lc;
         flow_filter none;
@@ -2757,8 +2774,8 @@ static int cmd_classify(int argc, char **argv)
         blocks = (size_t *)malloc((ds.n_blocks + 1) * sizeof *blocks);
         probs = (float *)malloc((ds.n_blocks + 1) * m.n_classes * sizeof *probs);
         for (i = 0; i < ds.n_blocks; i++) blocks[i] = i;
-        if (!blocks || !probs || flowpic_predict_blocks(&m, &ws, &ds, blocks, ds.n_blocks, probs) != FLOWPIC_OK) {
-            fprintf(stderr, "flowpic: %s: prediction failed\n", argv[f]);
+        if (!blocks || !probs || predict_blocks(&m, &ws, &ds, blocks, ds.n_blocks, probs) != FLOWPIC_OK) {
+            fprintf(stderr, "flowpic: %s: %s\n", argv[f], interrupted() ? "interrupted while predicting" : "prediction failed");
             status = 1;
         } else {
             for (start = 0; start < ds.n_blocks; start = i) { /* blocks of a flow are together */
