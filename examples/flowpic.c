@@ -1565,8 +1565,8 @@ static flowpic_result train_epoch(flowpic_model *m, flowpic_workspace *ws, const
     return FLOWPIC_OK;
 }
 
-/* flowpic_predict_blocks in slices of 512 blocks (16 batches), so that an interruption stops eval,
- * classify and validation within a slice; a block's probabilities do not depend on the slicing.
+/* flowpic_predict_blocks in slices of 512 blocks (16 batches), so that an interruption stops eval
+ * and classify within a slice; a block's probabilities do not depend on the slicing.
  * FLOWPIC_ERR_IO when interrupted. */
 static flowpic_result predict_blocks(const flowpic_model *m, flowpic_workspace *ws, const flowpic_dataset *ds,
                                      const size_t *blocks, size_t n, float *probs)
