@@ -79,8 +79,8 @@ test-sanitize: $(TEST_SRC) $(HEADERS) $(BUILD)/big_capture
 	    $(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/fuzz_replay_san_$$t tests/fuzz/fuzz_$$t.c tests/fuzz/replay.c $(LDLIBS) && \
 	    $(BUILD)/fuzz_replay_san_$$t tests/fuzz/corpus/$$t || exit 1; done
 
-# Hardening, next to make test in CI (about 2 minutes): the build matrix, valgrind memcheck over
-# the unit, fault and network tests, a capture of more than 4 GiB through a pipe.
+# Hardening, next to make test in CI (about 12 minutes on 2 busy cores, beside test-sanitize): the
+# build matrix, valgrind memcheck over every test (test-valgrind), > 4 GiB through a pipe.
 check: test-matrix test-valgrind test-big
 
 # gcc/clang/C++, FLOWPIC_STATIC, FLOWPIC_NO_STDIO, custom allocators, OpenMP, the examples.
@@ -101,16 +101,18 @@ VALGRIND = valgrind -q --vgdb=no --leak-check=full --errors-for-leak-kinds=all -
 # empty, whatever the script made of the exit status.
 VG_LOGS = $(BUILD)/valgrind
 VG_CLI = $(VALGRIND) --log-file=$(CURDIR)/$(VG_LOGS)/%p.log ./flowpic
-# Memcheck, leaks included: the unit, fault, limit and network tests; the CLI's golden tests but
+# Memcheck, leaks included: the unit, fault, limit, network and online-classifier tests (but the
+# second thread, which needs OpenMP); the CLI's golden tests but
 # sigint-eval (it reads the CLI's byte count from /proc, which valgrind's own reads inflate); the
 # tshark and labels oracles; the training and experiment tests in their reduced mode (the mini net,
 # FLOWPIC_REDUCED=1 in tests/lib.sh); the online script (pipe, --follow, live capture).
-test-valgrind: $(BUILD)/run_tests $(BUILD)/test_faults $(BUILD)/test_limits $(BUILD)/test_nn flowpic
+test-valgrind: $(BUILD)/run_tests $(BUILD)/test_faults $(BUILD)/test_limits $(BUILD)/test_nn $(BUILD)/test_online flowpic
 	@mkdir -p build/faults
 	$(VALGRIND) $(BUILD)/run_tests
 	$(VALGRIND) $(BUILD)/test_faults
 	$(VALGRIND) $(BUILD)/test_limits
 	$(VALGRIND) $(BUILD)/test_nn
+	$(VALGRIND) $(BUILD)/test_online
 	@rm -rf $(VG_LOGS) && mkdir -p $(VG_LOGS) && chmod 1777 $(VG_LOGS)
 	CLI_SKIP=sigint-eval FLOWPIC="$(VG_CLI)" sh tests/cli_tests.sh && sh tests/valgrind_logs.sh $(VG_LOGS)
 	FLOWPIC="$(VG_CLI)" sh tests/oracle_tshark.sh && sh tests/valgrind_logs.sh $(VG_LOGS)
