@@ -79,7 +79,7 @@ test-sanitize: $(TEST_SRC) $(HEADERS) $(BUILD)/big_capture
 	    $(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/fuzz_replay_san_$$t tests/fuzz/fuzz_$$t.c tests/fuzz/replay.c $(LDLIBS) && \
 	    $(BUILD)/fuzz_replay_san_$$t tests/fuzz/corpus/$$t || exit 1; done
 
-# Hardening, next to make test in CI (about 12 minutes on 2 busy cores, beside test-sanitize): the
+# Hardening, next to make test in CI (about 11 minutes on 2 busy cores, beside test-sanitize): the
 # build matrix, valgrind memcheck over every test (test-valgrind), > 4 GiB through a pipe.
 check: test-matrix test-valgrind test-big
 
