@@ -51,9 +51,10 @@ $(BUILD)/fuzz_replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/replay.c $(LDLIBS)
 
-# The unit, network, fault and CLI tests, the training, experiment and tshark tests (the CLI built
-# with ASan + UBSan) and the fuzz corpora under ASan + UBSan.
-test-sanitize: $(TEST_SRC) $(HEADERS)
+# The unit, network, fault and CLI tests, the training, experiment, tshark and labels oracles, the
+# online script (pipe, --follow, live capture) and the > 4 GiB captures (the CLI built with ASan +
+# UBSan) and the fuzz corpora under ASan + UBSan.
+test-sanitize: $(TEST_SRC) $(HEADERS) $(BUILD)/big_capture
 	@mkdir -p $(BUILD)
 	$(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/run_tests_san $(TEST_SRC) $(LDLIBS)
 	$(BUILD)/run_tests_san
@@ -71,12 +72,15 @@ test-sanitize: $(TEST_SRC) $(HEADERS)
 	FLOWPIC=$(BUILD)/flowpic_san sh tests/train_test.sh
 	FLOWPIC=$(BUILD)/flowpic_san sh tests/experiment_test.sh
 	FLOWPIC=$(BUILD)/flowpic_san sh tests/oracle_tshark.sh
+	FLOWPIC=$(BUILD)/flowpic_san sh tests/oracle_labels.sh
+	FLOWPIC=$(BUILD)/flowpic_san sh tests/online_test.sh
+	FLOWPIC=$(BUILD)/flowpic_san GEN=$(BUILD)/big_capture sh tests/big_test.sh
 	for t in $(FUZZ_TARGETS); do \
 	    $(CC) $(WARN) -O1 $(SANITIZE) -I. -o $(BUILD)/fuzz_replay_san_$$t tests/fuzz/fuzz_$$t.c tests/fuzz/replay.c $(LDLIBS) && \
 	    $(BUILD)/fuzz_replay_san_$$t tests/fuzz/corpus/$$t || exit 1; done
 
-# Hardening, next to make test in CI (about 2 minutes): the build matrix, valgrind memcheck over
-# the unit, fault and network tests, a capture of more than 4 GiB through a pipe.
+# Hardening, next to make test in CI (about 11 minutes on 2 busy cores, beside test-sanitize): the
+# build matrix, valgrind memcheck over every test (test-valgrind), > 4 GiB through a pipe.
 check: test-matrix test-valgrind test-big
 
 # gcc/clang/C++, FLOWPIC_STATIC, FLOWPIC_NO_STDIO, custom allocators, OpenMP, the examples.
@@ -91,19 +95,31 @@ $(BUILD)/big_capture: tests/big_capture.c
 test-big: $(BUILD)/big_capture flowpic
 	GEN=$(BUILD)/big_capture sh tests/big_test.sh
 
-VALGRIND = valgrind -q --leak-check=full --errors-for-leak-kinds=all --error-exitcode=99
-# Memcheck, leaks included: the unit, fault and limit tests, the network tests but the three slowest
-# (naive vs blocked convolutions and the full net's thread check: about 80 s more under valgrind),
-# the CLI's golden tests but four (a file-size limit, a copied binary and signal timing).
-test-valgrind: $(BUILD)/run_tests $(BUILD)/test_faults $(BUILD)/test_limits $(BUILD)/test_nn flowpic
+VALGRIND = valgrind -q --vgdb=no --leak-check=full --errors-for-leak-kinds=all --error-exitcode=99
+# The CLI under the shell tests: one valgrind log per process in $(VG_LOGS) (world-writable: some
+# cases run the CLI as user nobody), and tests/valgrind_logs.sh fails the step when a log is not
+# empty, whatever the script made of the exit status.
+VG_LOGS = $(BUILD)/valgrind
+VG_CLI = $(VALGRIND) --log-file=$(CURDIR)/$(VG_LOGS)/%p.log ./flowpic
+# Memcheck, leaks included: the unit, fault, limit, network and online-classifier tests (but the
+# second thread, which needs OpenMP); the CLI's golden tests but
+# sigint-eval (it reads the CLI's byte count from /proc, which valgrind's own reads inflate); the
+# tshark and labels oracles; the training and experiment tests in their reduced mode (the mini net,
+# FLOWPIC_REDUCED=1 in tests/lib.sh); the online script (pipe, --follow, live capture).
+test-valgrind: $(BUILD)/run_tests $(BUILD)/test_faults $(BUILD)/test_limits $(BUILD)/test_nn $(BUILD)/test_online flowpic
 	@mkdir -p build/faults
 	$(VALGRIND) $(BUILD)/run_tests
 	$(VALGRIND) $(BUILD)/test_faults
 	$(VALGRIND) $(BUILD)/test_limits
-	$(VALGRIND) $(BUILD)/test_nn presets api_errors glorot dropout fpv_reader gradcheck threads_bit_identical_mini \
-	    training_separable model_roundtrip model_rejects vectors
-	CLI_SKIP="extract-disk-full extract-unwritable-dir sigint-extract sigint-train" \
-	    FLOWPIC="$(VALGRIND) ./flowpic" sh tests/cli_tests.sh
+	$(VALGRIND) $(BUILD)/test_nn
+	$(VALGRIND) $(BUILD)/test_online
+	@rm -rf $(VG_LOGS) && mkdir -p $(VG_LOGS) && chmod 1777 $(VG_LOGS)
+	CLI_SKIP=sigint-eval FLOWPIC="$(VG_CLI)" sh tests/cli_tests.sh && sh tests/valgrind_logs.sh $(VG_LOGS)
+	FLOWPIC="$(VG_CLI)" sh tests/oracle_tshark.sh && sh tests/valgrind_logs.sh $(VG_LOGS)
+	FLOWPIC="$(VG_CLI)" sh tests/oracle_labels.sh && sh tests/valgrind_logs.sh $(VG_LOGS)
+	FLOWPIC_REDUCED=1 FLOWPIC="$(VG_CLI)" sh tests/train_test.sh && sh tests/valgrind_logs.sh $(VG_LOGS)
+	FLOWPIC_REDUCED=1 FLOWPIC="$(VG_CLI)" sh tests/experiment_test.sh && sh tests/valgrind_logs.sh $(VG_LOGS)
+	FLOWPIC="$(VG_CLI)" sh tests/online_test.sh && sh tests/valgrind_logs.sh $(VG_LOGS)
 
 test: test-unit test-faults test-limits test-nn test-fuzz-replay test-oracle test-train test-online
 

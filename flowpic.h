@@ -48,7 +48,10 @@
  *                                 an error (default: fread + ferror; also used by pcap_lite
  *                                 unless PCAPL_FREAD is defined)
  *   FLOWPIC_FWRITE(f, buf, n)     writes n bytes to FILE f, returns the count written (default:
- *                                 fwrite). The two I/O hooks exist for fault-injection tests.
+ *                                 fwrite)
+ *   FLOWPIC_FOPEN(path, mode)     opens a file as fopen does (default: fopen; also used by
+ *                                 pcap_lite unless PCAPL_FOPEN is defined). The three I/O hooks
+ *                                 exist for fault-injection tests.
  *   FLOWPIC_ASSERT(x)             assertion (default: assert)
  *   FLOWPIC_STATIC                every function static (also makes pcap_lite static)
  *   FLOWPIC_NO_STDIO              no FILE* / path functions (also PCAPL_NO_STDIO)
@@ -98,6 +101,9 @@
 
 #if defined(FLOWPIC_FREAD) && !defined(PCAPL_FREAD)
 #define PCAPL_FREAD(f, buf, n) FLOWPIC_FREAD(f, buf, n)
+#endif
+#if defined(FLOWPIC_FOPEN) && !defined(PCAPL_FOPEN)
+#define PCAPL_FOPEN(path, mode) FLOWPIC_FOPEN(path, mode)
 #endif
 
 #include "pcap_lite.h"
@@ -1133,6 +1139,9 @@ FLOWPIC_DEF const char *flowpic_decision_state_name(flowpic_decision_state state
 #endif
 #ifndef FLOWPIC_FWRITE
 #define FLOWPIC_FWRITE(f, buf, n) fwrite(buf, 1, n, f)
+#endif
+#ifndef FLOWPIC_FOPEN
+#define FLOWPIC_FOPEN(path, mode) fopen(path, mode)
 #endif
 #endif
 #ifdef __cplusplus
@@ -2746,7 +2755,7 @@ static long flowpic__fread(FILE *f, void *buf, size_t n)
 FLOWPIC_DEF flowpic_result flowpic_read_file(const char *path, uint64_t max, uint8_t **data, size_t *size,
                                              flowpic_error *err)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f = FLOWPIC_FOPEN(path, "rb");
     uint8_t *buf = 0;
     size_t len = 0, cap = 0;
     flowpic_result res = FLOWPIC_OK;
@@ -2793,7 +2802,7 @@ static flowpic_result flowpic__atomic_open(const char *path, char **tmp, FILE **
     }
     memcpy(*tmp, path, n);
     memcpy(*tmp + n, ".tmp", 5);
-    *f = fopen(*tmp, "wb");
+    *f = FLOWPIC_FOPEN(*tmp, "wb");
     if (!*f) {
         FLOWPIC_FREE(*tmp);
         flowpic__error(err, FLOWPIC_ERR_IO, 0, "cannot create the output file");

@@ -45,7 +45,9 @@
  * Configuration (define before including)
  *   PCAPL_MALLOC(sz) / PCAPL_REALLOC(p, sz) / PCAPL_FREE(p)   allocator (all three or none)
  *   PCAPL_FREAD(f, buf, n) reads up to n bytes of FILE f: the count, 0 at the end, -1 on an
- *                          error (default: fread + ferror). A hook for fault-injection tests.
+ *                          error (default: fread + ferror)
+ *   PCAPL_FOPEN(path, mode) opens a file as fopen does (default: fopen). With PCAPL_FREAD,
+ *                          the hooks for fault-injection tests.
  *   PCAPL_ASSERT(x)        assertion (default: assert)
  *   PCAPL_STATIC           make every function static
  *   PCAPL_NO_STDIO         no FILE* / path sources
@@ -319,6 +321,9 @@ PCAPL_DEF void pcapl_format_address(int ip_version, const uint8_t *addr, char *o
 #if !defined(PCAPL_NO_STDIO) && !defined(PCAPL_FREAD)
 #define PCAPL_FREAD(f, buf, n) pcapl__fread(f, buf, n)
 #define PCAPL__DEFAULT_FREAD
+#endif
+#if !defined(PCAPL_NO_STDIO) && !defined(PCAPL_FOPEN)
+#define PCAPL_FOPEN(path, mode) fopen(path, mode)
 #endif
 
 #ifdef __cplusplus
@@ -630,7 +635,7 @@ PCAPL_DEF pcapl_result pcapl_open_path(pcapl_reader *r, const char *path)
     if (!r) return PCAPL_ERR_ARG;
     memset(r, 0, sizeof *r);
     if (!path) return pcapl__fail(r, PCAPL_ERR_ARG, 0, 0, "null path", 0, 0);
-    f = fopen(path, "rb");
+    f = PCAPL_FOPEN(path, "rb");
     if (!f) return pcapl__fail(r, PCAPL_ERR_OPEN, 0, 0, 0, 0, 0);
     /* The reader has its own large buffer: unbuffered, each refill is one read() straight into
      * it, instead of a read() of whole stdio blocks plus one more through stdio's buffer. */

@@ -925,8 +925,19 @@ static int atomic_open(atomic_file *a, const char *path)
     return a->f != 0;
 }
 
-/* Closes, then renames (ok) or removes the temporary; 1 when PATH holds the new contents. */
-static int atomic_close(atomic_file *a, int ok)
+/* Removes the temporary (if any) and says why PATH was not written; err is an errno, 0 unknown. */
+static int atomic_fail(const atomic_file *a, int err)
+{
+    if (a->tmp[0]) remove(a->tmp);
+    if (interrupted())
+        fprintf(stderr, "flowpic: %s: not written (interrupted)\n", a->path);
+    else
+        fprintf(stderr, "flowpic: %s: cannot write: %s\n", a->path, err ? strerror(err) : "write error");
+    return 0;
+}
+
+/* Closes the temporary: 1 when everything reached it, else 0 after removing it. */
+static int atomic_finish(atomic_file *a, int ok)
 {
     int err = 0;
     ok = ok && !ferror(a->f) && !interrupted();
@@ -935,17 +946,25 @@ static int atomic_close(atomic_file *a, int ok)
         ok = 0;
         err = errno;
     }
-    if (ok && a->tmp[0] && rename(a->tmp, a->path) != 0) {
-        ok = 0;
-        err = errno;
-    }
-    if (ok) return 1;
+    return ok ? 1 : atomic_fail(a, err);
+}
+
+/* Renames a finished temporary over PATH: 1 when PATH holds the new contents. */
+static int atomic_commit(const atomic_file *a)
+{
+    return !a->tmp[0] || rename(a->tmp, a->path) == 0 ? 1 : atomic_fail(a, errno);
+}
+
+/* A finished temporary that is not wanted after all (another output of the command failed). */
+static void atomic_discard(const atomic_file *a)
+{
     if (a->tmp[0]) remove(a->tmp);
-    if (interrupted())
-        fprintf(stderr, "flowpic: %s: not written (interrupted)\n", a->path);
-    else
-        fprintf(stderr, "flowpic: %s: cannot write: %s\n", a->path, err ? strerror(err) : "write error");
-    return 0;
+}
+
+/* Closes, then renames (ok) or removes the temporary; 1 when PATH holds the new contents. */
+static int atomic_close(atomic_file *a, int ok)
+{
+    return atomic_finish(a, ok) && atomic_commit(a);
 }
 
 /* One buffer to PATH as above; 0 after printing the error. */
@@ -1393,14 +1412,32 @@ static int write_labels(const flowpic_dataset *ds, atomic_file *a)
     return 1;
 }
 
+static int write_class_names(const flowpic_dataset *ds, atomic_file *a)
+{
+    uint32_t c;
+    for (c = 0; c < ds->n_classes; c++) fprintf(a->f, "%s\n", ds->classes[c]);
+    return 1;
+}
+
+/* The pictures, the labels and the class names to their temporaries (paths: OUT.npy and its two
+ * siblings); how many are complete, 3 = all. */
+static int write_export_files(const flowpic_dataset *ds, const export_options *o, char paths[3][4096], atomic_file *out)
+{
+    if (!atomic_open(&out[0], paths[0]) || !atomic_finish(&out[0], write_pictures(ds, o, &out[0]))) return 0;
+    if (!atomic_open(&out[1], paths[1]) || !atomic_finish(&out[1], write_labels(ds, &out[1]))) return 1;
+    if (!atomic_open(&out[2], paths[2]) || !atomic_finish(&out[2], write_class_names(ds, &out[2]))) return 2;
+    return 3;
+}
+
+/* All or nothing: the three files are renamed over their paths only when all three are complete,
+ * else every temporary is removed and existing outputs stay as they were. */
 static int cmd_export(int argc, char **argv)
 {
     export_options o;
     flowpic_dataset ds;
-    atomic_file a;
-    char path[4096];
-    uint32_t c;
-    int i, ok;
+    atomic_file out[3];
+    char paths[3][4096];
+    int i, k, done, ok;
     memset(&o, 0, sizeof o);
     o.res = 32;
     for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1]; i += 2) { /* every option takes a value */
@@ -1415,21 +1452,23 @@ static int cmd_export(int argc, char **argv)
         fail_usage("export", o.npy ? "no data set given" : "no output (--npy OUT.npy)", 0);
         return EXIT_USAGE;
     }
+    if ((size_t)snprintf(paths[0], sizeof paths[0], "%s", o.npy) >= sizeof paths[0]) {
+        fprintf(stderr, "flowpic: %s: path too long\n", o.npy);
+        return EXIT_RUNTIME;
+    }
+    sibling_path(paths[1], sizeof paths[1], o.npy, "labels.npy");
+    sibling_path(paths[2], sizeof paths[2], o.npy, "classes.txt");
     if (!load_datasets(argc - i, (const char *const *)(argv + i), &ds)) return EXIT_RUNTIME;
     if (!o.has_transform) o.transform = ds.config.preset == FLOWPIC_PRESET_TCBENCH ? FLOWPIC_VALUE_SCALE : FLOWPIC_VALUE_RAW;
-    ok = atomic_open(&a, o.npy) && atomic_close(&a, write_pictures(&ds, &o, &a));
-    sibling_path(path, sizeof path, o.npy, "labels.npy");
-    ok = ok && atomic_open(&a, path) && atomic_close(&a, write_labels(&ds, &a));
-    sibling_path(path, sizeof path, o.npy, "classes.txt");
-    if (ok && atomic_open(&a, path)) {
-        for (c = 0; c < ds.n_classes; c++) fprintf(a.f, "%s\n", ds.classes[c]);
-        ok = atomic_close(&a, 1);
-    } else {
-        ok = 0;
-    }
+    done = write_export_files(&ds, &o, paths, out);
+    ok = done == 3;
+    for (k = 0; k < 3 && ok; k++) ok = atomic_commit(&out[k]);
+    for (k = ok ? 3 : k; k < done; k++) atomic_discard(&out[k]); /* a failed rename removed its own */
     if (ok)
         printf("wrote %s (%llu x %llu x %llu, %s), its labels and class names\n", o.npy, (unsigned long long)ds.n_blocks,
                o.res, o.res, o.f32 ? flowpic_transform_name(o.transform) : "uint8 counts clipped at 255");
+    else
+        fprintf(stderr, "flowpic: %s: not written, nor its labels and class names (all three or none)\n", o.npy);
     flowpic_dataset_free(&ds);
     return ok ? 0 : EXIT_RUNTIME;
 }
@@ -1523,6 +1562,23 @@ static flowpic_result train_epoch(flowpic_model *m, flowpic_workspace *ws, const
         tp->done.loss = (tp->done.loss * (double)samples + part.loss * (double)part.samples) / (double)tp->done.samples;
     }
     *st = tp->done;
+    return FLOWPIC_OK;
+}
+
+/* flowpic_predict_blocks in slices of 512 blocks (16 batches), so that an interruption stops eval
+ * and classify within a slice; a block's probabilities do not depend on the slicing.
+ * FLOWPIC_ERR_IO when interrupted. */
+static flowpic_result predict_blocks(const flowpic_model *m, flowpic_workspace *ws, const flowpic_dataset *ds,
+                                     const size_t *blocks, size_t n, float *probs)
+{
+    const size_t slice = 512;
+    size_t at;
+    for (at = 0; at < n; at += slice) {
+        flowpic_result r;
+        if (interrupted()) return FLOWPIC_ERR_IO;
+        r = flowpic_predict_blocks(m, ws, ds, blocks + at, n - at < slice ? n - at : slice, probs + at * m->n_classes);
+        if (r != FLOWPIC_OK) return r;
+    }
     return FLOWPIC_OK;
 }
 
@@ -2141,8 +2197,8 @@ static int cmd_eval(int argc, char **argv)
     conf = (size_t *)calloc((size_t)m.n_classes * m.n_classes, sizeof *conf);
     memset(&ws, 0, sizeof ws);
     if (!probs || !conf || flowpic_model_workspace_init(&ws, &m, 32, 0) != FLOWPIC_OK ||
-        flowpic_predict_blocks(&m, &ws, &ds, blocks, n, probs) != FLOWPIC_OK) {
-        fprintf(stderr, "flowpic: eval: out of memory\n");
+        predict_blocks(&m, &ws, &ds, blocks, n, probs) != FLOWPIC_OK) {
+        fprintf(stderr, "flowpic: eval: %s\n", interrupted() ? "interrupted while predicting" : "out of memory");
         status = EXIT_RUNTIME;
         goto done;
     }
@@ -2715,7 +2771,7 @@ static int cmd_classify(int argc, char **argv)
     } else {
         printf("proto\tsrc\tsport\tdst\tdport\tblocks\tlabel\tconfidence\n");
     }
-    for (f = first + 1; f < argc; f++) {
+    for (f = first + 1; f < argc && !interrupted(); f++) {
         flowpic_dataset ds;
         label_context lc;
         flow_filter none;
@@ -2730,8 +2786,8 @@ static int cmd_classify(int argc, char **argv)
         blocks = (size_t *)malloc((ds.n_blocks + 1) * sizeof *blocks);
         probs = (float *)malloc((ds.n_blocks + 1) * m.n_classes * sizeof *probs);
         for (i = 0; i < ds.n_blocks; i++) blocks[i] = i;
-        if (!blocks || !probs || flowpic_predict_blocks(&m, &ws, &ds, blocks, ds.n_blocks, probs) != FLOWPIC_OK) {
-            fprintf(stderr, "flowpic: %s: prediction failed\n", argv[f]);
+        if (!blocks || !probs || predict_blocks(&m, &ws, &ds, blocks, ds.n_blocks, probs) != FLOWPIC_OK) {
+            fprintf(stderr, "flowpic: %s: %s\n", argv[f], interrupted() ? "interrupted while predicting" : "prediction failed");
             status = 1;
         } else {
             for (start = 0; start < ds.n_blocks; start = i) { /* blocks of a flow are together */

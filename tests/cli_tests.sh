@@ -2,12 +2,15 @@
 # Golden CLI tests: each tests/cli/<case>/ holds `cmd` (a shell line run from the top with
 # $FLOWPIC and a scratch directory $TMP), `status` (the expected exit status) and `stderr` (the
 # expected standard error, with the scratch directory written as TMP; left empty for a usage
-# error, only the status is checked). CLI_SKIP="case ..." leaves cases out (valgrind cannot run
-# those that limit the file size, copy the binary or time a signal).
+# error, only the status is checked). CLI_SKIP="case ..." leaves cases out.
+# FLOWPIC may be a command that runs the CLI (FLOWPIC="valgrind -q ./flowpic"); a case that needs
+# the binary itself (to copy it) uses $FLOWPIC_BIN, the last word, and $FLOWPIC_WRAP, the rest.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 FLOWPIC=${FLOWPIC:-./flowpic}
-export FLOWPIC
+FLOWPIC_BIN=${FLOWPIC##* }
+FLOWPIC_WRAP=${FLOWPIC%"$FLOWPIC_BIN"}
+export FLOWPIC FLOWPIC_BIN FLOWPIC_WRAP
 passed=0
 failed=0
 for dir in tests/cli/*/; do

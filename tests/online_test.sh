@@ -45,19 +45,19 @@ for class in voip video file chat browsing; do
     printf '%s.pcap\t%s\n' "$class" "$class" >> "$out/labels.tsv"
 done
 "$out/gentraffic" --seed 2 --flows-per-class 3 -o "$out/mix.pcap" || exit 1
-"$FLOWPIC" extract --no-progress --labels "$out/labels.tsv" -o "$out/d.fpds" "$out/voip.pcap" "$out/video.pcap" \
+$FLOWPIC extract --no-progress --labels "$out/labels.tsv" -o "$out/d.fpds" "$out/voip.pcap" "$out/video.pcap" \
     "$out/file.pcap" "$out/chat.pcap" "$out/browsing.pcap" > /dev/null &&
-    "$FLOWPIC" train --no-progress --net mini --res 32 --epochs 3 --val-split 0 --no-keep-best -o "$out/m.fpm" "$out/d.fpds" > /dev/null
+    $FLOWPIC train --no-progress --net mini --res 32 --epochs 3 --val-split 0 --no-keep-best -o "$out/m.fpm" "$out/d.fpds" > /dev/null
 check "model trained" '[ -s "$out/m.fpm" ]'
 
 # ---- 1. pipe = offline
 header=$(printf 'time\tproto\tsrc\tsport\tdst\tdport\tblock\tstate\tlabel\tconfidence')
-cat "$out/mix.pcap" | "$FLOWPIC" classify "$out/m.fpm" - > "$out/pipe.tsv" 2> "$out/pipe.err"
+cat "$out/mix.pcap" | $FLOWPIC classify "$out/m.fpm" - > "$out/pipe.tsv" 2> "$out/pipe.err"
 status=$?
 check "pipe: exit status 0" '[ $status -eq 0 ]'
 check "pipe: the header" '[ "$(head -1 "$out/pipe.tsv")" = "$header" ]'
-"$FLOWPIC" classify --per-block "$out/m.fpm" "$out/mix.pcap" > "$out/offline-blocks.tsv"
-"$FLOWPIC" classify "$out/m.fpm" "$out/mix.pcap" > "$out/offline-flows.tsv"
+$FLOWPIC classify --per-block "$out/m.fpm" "$out/mix.pcap" > "$out/offline-blocks.tsv"
+$FLOWPIC classify "$out/m.fpm" "$out/mix.pcap" > "$out/offline-flows.tsv"
 awk -F '\t' 'NR > 1 && $8 == "final" { print $2, $3, $4, $5, $6, $7, $9, $10 }' "$out/pipe.tsv" | LC_ALL=C sort > "$out/a1"
 awk -F '\t' 'NR == 1 { for (i = 9; i <= NF; i++) col[$i] = i; next }
              { print $1, $2, $3, $4, $5, $6, $8, $(col["p_" $8]) }' "$out/offline-blocks.tsv" | LC_ALL=C sort > "$out/b1"
@@ -76,9 +76,9 @@ check "embed: runs, final and flow decisions for both flows" \
     '[ $status -eq 0 ] && [ "$(grep -c " final " "$out/embed.txt")" -ge 4 ] && [ "$(grep -c " flow " "$out/embed.txt")" -eq 2 ]'
 
 # ---- 2. --follow on a growing file
-packets=$("$FLOWPIC" info "$out/mix.pcap" | awk '$1 == "packets:" { print $2; exit }')
+packets=$($FLOWPIC info "$out/mix.pcap" | awk '$1 == "packets:" { print $2; exit }')
 : > "$out/grow.pcap"
-"$FLOWPIC" classify --follow "$out/m.fpm" "$out/grow.pcap" > "$out/follow.tsv" 2> "$out/follow.err" &
+$FLOWPIC classify --follow "$out/m.fpm" "$out/grow.pcap" > "$out/follow.tsv" 2> "$out/follow.err" &
 follower=$!
 size=$(wc -c < "$out/mix.pcap")
 # 10 bytes first (half a file header), then pieces of a prime size (records cut across writes)
@@ -105,7 +105,7 @@ check "follow: the same decisions as the pipe" 'cmp -s "$out/follow.tsv" "$out/p
 
 # ---- 4. no CAP_NET_RAW: a clear error
 if [ "$(id -u)" = 0 ] && command -v setpriv > /dev/null 2>&1; then
-    setpriv --reuid=65534 --regid=65534 --clear-groups "$FLOWPIC" live "$out/m.fpm" > /dev/null 2> "$out/nocap.err"
+    setpriv --reuid=65534 --regid=65534 --clear-groups $FLOWPIC live "$out/m.fpm" > /dev/null 2> "$out/nocap.err"
     status=$?
     check "live without CAP_NET_RAW: exit status 1 and the reason" \
         '[ $status -eq 1 ] && grep -q "cannot open a packet socket: Operation not permitted (needs root or the CAP_NET_RAW capability)" "$out/nocap.err"'
@@ -128,9 +128,9 @@ elif ! { ip netns add "$A" && ip netns add "$B" && ip link add "va$$" type veth 
 else
     $CC -O2 -std=c99 -o "$out/send" tests/online_send.c || exit 1
     printf 'voip.pcap\tvoip\nfile.pcap\tfile\n' > "$out/l2.tsv"
-    "$FLOWPIC" extract --no-progress --block 2 --labels "$out/l2.tsv" -o "$out/d2.fpds" "$out/voip.pcap" "$out/file.pcap" > /dev/null &&
-        "$FLOWPIC" train --no-progress --net mini --res 32 --epochs 10 --val-split 0 --no-keep-best -o "$out/m2.fpm" "$out/d2.fpds" > /dev/null
-    ip netns exec "$A" "$FLOWPIC" live --interface "va$$" --early-packets 50 "$out/m2.fpm" > "$out/live.tsv" 2> "$out/live.err" &
+    $FLOWPIC extract --no-progress --block 2 --labels "$out/l2.tsv" -o "$out/d2.fpds" "$out/voip.pcap" "$out/file.pcap" > /dev/null &&
+        $FLOWPIC train --no-progress --net mini --res 32 --epochs 10 --val-split 0 --no-keep-best -o "$out/m2.fpm" "$out/d2.fpds" > /dev/null
+    ip netns exec "$A" $FLOWPIC live --interface "va$$" --early-packets 50 "$out/m2.fpm" > "$out/live.tsv" 2> "$out/live.err" &
     live=$!
     wait_for 10 '[ -s "$out/live.tsv" ]' # the header: the ring is up
     ip netns exec "$B" "$out/send" 10.213.0.1 5000 voip 5 &

@@ -33,10 +33,10 @@ awk -F '\t' '$1 ~ /\.(pcap|pcapng|cap)$/ && $2 != "" && $3 ~ /^L[0-9]+$/ { print
 : > "$out/mine_flows"
 failed=0
 while IFS="$(printf '\t')" read -r capture blocks packets; do
-    "$FLOWPIC" blocks --labels "$DATA/LABELS.tsv" "$DATA/$capture" > "$out/one" 2> "$out/one.err" || {
+    $FLOWPIC blocks --labels "$DATA/LABELS.tsv" "$DATA/$capture" > "$out/one" 2> "$out/one.err" || {
         echo "FAIL $capture: flowpic blocks exits non-zero: $(cat "$out/one.err")"; failed=$((failed + 1)); continue; }
     tail -n +2 "$out/one" | awk -F '\t' -v c="$capture" '{ n++; p += $8 } END { print c "\t" n + 0 "\t" p + 0 }' >> "$out/mine"
-    "$FLOWPIC" flows --labels "$DATA/LABELS.tsv" "$DATA/$capture" 2> "$out/one.err" |
+    $FLOWPIC flows --labels "$DATA/LABELS.tsv" "$DATA/$capture" 2> "$out/one.err" |
         awk -F '\t' -v c="$capture" 'NR > 1 { print c "\t" toupper($1) "\t" $2 "\t" $3 "\t" $4 "\t" $5 "\t" $6 }' >> "$out/mine_flows"
 done < "$out/theirs"
 # the flows labels_check.py selects: "    * TCP 1.2.3.4:80 > [::1]:5 pkts=N ..." under each capture line
@@ -71,7 +71,7 @@ done < "$out/theirs"
 # every capture flowpic's labels select, labels_check.py selects too (and the other way round)
 n_theirs=$(wc -l < "$out/theirs")
 n_all=$(find "$DATA" -type f \( -name '*.pcap' -o -name '*.pcapng' \) | wc -l)
-"$FLOWPIC" extract --no-progress --labels "$DATA/LABELS.tsv" -o "$out/all.fpds" \
+$FLOWPIC extract --no-progress --labels "$DATA/LABELS.tsv" -o "$out/all.fpds" \
     $(find "$DATA" -type f \( -name '*.pcap' -o -name '*.pcapng' \) | LC_ALL=C sort) > "$out/extract.txt" || failed=$((failed + 1))
 mine_sources=$(sed -n 's/.* classes, \([0-9]*\) captures.*/\1/p' "$out/extract.txt" | head -1)
 if [ "$mine_sources" != "$n_theirs" ]; then

@@ -34,7 +34,7 @@ cat > "$out/one.sh" <<'ONE'
 #!/bin/sh
 f=$1; out=$2; flowpic=$3
 n=$(printf '%s' "$f" | tr '/.' '__')
-"$flowpic" flows "$f" > "$out/$n.flowpic" 2> "$out/$n.err"
+$flowpic flows "$f" > "$out/$n.flowpic" 2> "$out/$n.err"
 status=$?
 tail -n +2 "$out/$n.flowpic" | cut -f1-7 | LC_ALL=C sort > "$out/$n.mine"
 tshark -n -r "$f" -o ip.defragment:FALSE -o ipv6.defragment:FALSE \

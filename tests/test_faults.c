@@ -1,22 +1,23 @@
 /* Fault injection (SQLite style): for N = 0, 1, 2, ... the N-th allocation fails, then separately
- * the N-th read and the N-th write, on every path that allocates or does I/O: reading a capture,
+ * the N-th read, the N-th write and the N-th file opening, on every path that allocates or does I/O: reading a capture,
  * extracting it to a data-set file, loading and saving data sets and models, setting up training.
  * Each failed run must return the right result (out of memory / I/O error), free everything it
  * allocated (the allocator hooks count live blocks; ASan/valgrind runs check it again), and leave
  * an existing output file untouched with no temporary beside it. The loop for a path ends at the
  * first N the path never reaches; that N is the path's number of injection points.
  *
- * Hooks: FLOWPIC_MALLOC/REALLOC/FREE and FLOWPIC_FREAD/FWRITE (flowpic.h >>config, passed on to
- * pcap_lite). PCAPL_BUFFER_SIZE is small so a capture takes several reads. Inputs are built here
+ * Hooks: FLOWPIC_MALLOC/REALLOC/FREE and FLOWPIC_FREAD/FWRITE/FOPEN (flowpic.h >>config, passed on
+ * to pcap_lite). PCAPL_BUFFER_SIZE is small so a capture takes several reads. Inputs are built here
  * and from the committed fuzz corpus, so the test needs nothing else.
  * Last line: "N passed, N failed". */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { FAULT_ALLOC, FAULT_READ, FAULT_WRITE, FAULT_KINDS };
+enum { FAULT_ALLOC, FAULT_READ, FAULT_WRITE, FAULT_OPEN, FAULT_KINDS };
 
-static long fault_at[FAULT_KINDS] = {-1, -1, -1}; /* which call fails (-1: none) */
+static long fault_at[FAULT_KINDS] = {-1, -1, -1, -1}; /* which call fails (-1: none) */
 static long fault_calls[FAULT_KINDS];             /* calls so far */
 static int fault_hit;                              /* the planned failure happened */
 static long live_blocks;                           /* allocations not yet freed */
@@ -62,11 +63,19 @@ static size_t fault_fwrite(FILE *f, const void *buf, size_t n)
     return fwrite(buf, 1, n, f);
 }
 
+static FILE *fault_fopen(const char *path, const char *mode)
+{
+    if (!fault_now(FAULT_OPEN)) return fopen(path, mode);
+    errno = EACCES; /* as for a file or directory without permission */
+    return 0;
+}
+
 #define FLOWPIC_MALLOC(sz) fault_malloc(sz)
 #define FLOWPIC_REALLOC(p, sz) fault_realloc(p, sz)
 #define FLOWPIC_FREE(p) fault_free(p)
 #define FLOWPIC_FREAD(f, buf, n) fault_fread(f, buf, n)
 #define FLOWPIC_FWRITE(f, buf, n) fault_fwrite(f, buf, n)
+#define FLOWPIC_FOPEN(path, mode) fault_fopen(path, mode)
 #define PCAPL_BUFFER_SIZE 256u
 #define FLOWPIC_IMPLEMENTATION
 #include "flowpic.h"
@@ -276,10 +285,10 @@ typedef struct fault_path {
     const char *name;
     int (*run)(void);
     int writes;          /* writes OUTPUT */
-    int expect[FAULT_KINDS]; /* result when the allocation / read / write fails */
+    int expect[FAULT_KINDS]; /* result when the allocation / read / write / opening fails */
 } fault_path;
 
-static const char *const kind_names[FAULT_KINDS] = {"allocation", "read", "write"};
+static const char *const kind_names[FAULT_KINDS] = {"allocation", "read", "write", "opening"};
 
 /* Fails call N of one kind for N = 0, 1, ... until a run never reaches N; *points = N. */
 static int inject(const fault_path *p, int kind, long *points)
@@ -312,12 +321,12 @@ static int inject(const fault_path *p, int kind, long *points)
 int main(void)
 {
     static const fault_path paths[] = {
-        {"read pcap", path_read_pcap, 0, {PCAPL_ERR_NOMEM, PCAPL_ERR_READ, 0}},
-        {"read pcapng", path_read_pcapng, 0, {PCAPL_ERR_NOMEM, PCAPL_ERR_READ, 0}},
-        {"extract to data set", path_extract, 1, {FLOWPIC_ERR_NOMEM, FLOWPIC_ERR_IO, FLOWPIC_ERR_IO}},
-        {"data set load + save", path_dataset, 1, {FLOWPIC_ERR_NOMEM, FLOWPIC_ERR_IO, FLOWPIC_ERR_IO}},
-        {"model load + save", path_model, 1, {FLOWPIC_ERR_NOMEM, FLOWPIC_ERR_IO, FLOWPIC_ERR_IO}},
-        {"training setup + epoch", path_train, 0, {FLOWPIC_ERR_NOMEM, FLOWPIC_ERR_IO, 0}},
+        {"read pcap", path_read_pcap, 0, {PCAPL_ERR_NOMEM, PCAPL_ERR_READ, 0, PCAPL_ERR_OPEN}},
+        {"read pcapng", path_read_pcapng, 0, {PCAPL_ERR_NOMEM, PCAPL_ERR_READ, 0, PCAPL_ERR_OPEN}},
+        {"extract to data set", path_extract, 1, {FLOWPIC_ERR_NOMEM, FLOWPIC_ERR_IO, FLOWPIC_ERR_IO, FLOWPIC_ERR_IO}},
+        {"data set load + save", path_dataset, 1, {FLOWPIC_ERR_NOMEM, FLOWPIC_ERR_IO, FLOWPIC_ERR_IO, FLOWPIC_ERR_IO}},
+        {"model load + save", path_model, 1, {FLOWPIC_ERR_NOMEM, FLOWPIC_ERR_IO, FLOWPIC_ERR_IO, FLOWPIC_ERR_IO}},
+        {"training setup + epoch", path_train, 0, {FLOWPIC_ERR_NOMEM, FLOWPIC_ERR_IO, 0, FLOWPIC_ERR_IO}},
     };
     size_t i;
     long total = 0;
@@ -329,10 +338,14 @@ int main(void)
         long points[FAULT_KINDS];
         int kind, ok = 1;
         for (kind = 0; kind < FAULT_KINDS && ok; kind++) ok = inject(&paths[i], kind, &points[kind]);
+        if (ok && points[FAULT_OPEN] == 0) { /* every path opens a file: the hook must see it */
+            printf("  FAIL %s: no file opened through FLOWPIC_FOPEN\n", paths[i].name);
+            ok = 0;
+        }
         if (ok) {
-            printf("  %-24s %4ld allocations, %3ld reads, %2ld writes\n", paths[i].name, points[FAULT_ALLOC],
-                   points[FAULT_READ], points[FAULT_WRITE]);
-            total += points[0] + points[1] + points[2];
+            printf("  %-24s %4ld allocations, %3ld reads, %2ld writes, %ld openings\n", paths[i].name,
+                   points[FAULT_ALLOC], points[FAULT_READ], points[FAULT_WRITE], points[FAULT_OPEN]);
+            total += points[FAULT_ALLOC] + points[FAULT_READ] + points[FAULT_WRITE] + points[FAULT_OPEN];
             passed++;
         } else {
             failed++;

@@ -1928,13 +1928,18 @@ static void test_sparse_vs_dense_full(void)
     free_pictures(pics, 1);
 }
 
+/* $DATA (as in tests/lib.sh), else ../shared/data beside the checkout, else /work/shared/data. */
 static const char *shared_data_dir(void)
 {
-    static const char *const dirs[] = {"../shared/data", "/work/shared/data"};
+    const char *dirs[3];
     size_t i;
+    dirs[0] = getenv("DATA");
+    dirs[1] = "../shared/data";
+    dirs[2] = "/work/shared/data";
     for (i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         char path[512];
         FILE *f;
+        if (!dirs[i] || !dirs[i][0]) continue;
         snprintf(path, sizeof path, "%s/LABELS.tsv", dirs[i]);
         f = fopen(path, "rb");
         if (f) { fclose(f); return dirs[i]; }
