@@ -4495,7 +4495,10 @@ static void nn_relu_select(const float *FLOWPIC_RESTRICT key, const float *FLOWP
     for (long long c = 0; c < chunks; c++) {
         size_t i = (size_t)c * NN_RELU_CHUNK, v;
         if (n - i >= NN_RELU_CHUNK)
-            for (v = 0; v < NN_RELU_CHUNK; v++) dst[i + v] = key[i + v] > 0.0f ? src[i + v] : 0.0f;
+            for (v = 0; v < NN_RELU_CHUNK; v++) { /* both loaded first: a select, not a branch */
+                const float k = key[i + v], x = src[i + v];
+                dst[i + v] = k > 0.0f ? x : 0.0f;
+            }
         else
             for (; i < n; i++) dst[i] = key[i] > 0.0f ? src[i] : 0.0f;
     }

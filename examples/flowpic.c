@@ -2361,8 +2361,10 @@ static int online_option(const char *cmd, flowpic_classifier_config *c, int argc
     return 1;
 }
 
-/* Loads the model, starts the classifier and prints the header; 0 after reporting an error. */
-static int online_start(online *o, const char *model_path, const flowpic_classifier_config *config)
+/* Loads the model, starts the classifier and prints the header; 0 after reporting an error.
+ * live: each decision line goes out when it is made (live capture, --follow, a pipe); else (a
+ * file read once, --stream) stdout keeps its own buffering. */
+static int online_start(online *o, const char *model_path, const flowpic_classifier_config *config, int live)
 {
     flowpic_result res;
     memset(o, 0, sizeof *o);
@@ -2373,7 +2375,7 @@ static int online_start(online *o, const char *model_path, const flowpic_classif
         flowpic_model_free(&o->model);
         return 0;
     }
-    setvbuf(stdout, 0, _IOLBF, 0); /* a decision is seen when it is made */
+    if (live) setvbuf(stdout, 0, _IOLBF, 0); /* a decision is seen when it is made */
     online_signals();
     printf("time\tproto\tsrc\tsport\tdst\tdport\tblock\tstate\tlabel\tconfidence\n");
     return 1;
@@ -2485,7 +2487,7 @@ static int classify_stream(const char *model_path, const char *path, int follow,
         fprintf(stderr, "flowpic: %s: cannot open: %s\n", path, strerror(errno));
         return EXIT_RUNTIME;
     }
-    if (!online_start(&o, model_path, c)) {
+    if (!online_start(&o, model_path, c, follow || !strcmp(path, "-"))) {
         if (src.fd) close(src.fd);
         return EXIT_RUNTIME;
     }
@@ -2683,7 +2685,7 @@ static int cmd_live(int argc, char **argv)
             live_close(&ring);
             return EXIT_RUNTIME;
         }
-        if (!online_start(&o, argv[i], &config)) {
+        if (!online_start(&o, argv[i], &config, 1)) {
             live_close(&ring);
             return EXIT_RUNTIME;
         }

@@ -6,8 +6,8 @@
 #   mini    the same for the mini net at 32 and 64 (not in the default: about 2 more minutes)
 #
 # Part ingest:
-# Measures, on the SAME generated capture, with a WARM page cache, two pairs of commands; each pair
-# runs in ONE timing invocation (same file, same cache, same machine state):
+# Measures, on the SAME generated capture, with a WARM page cache, pairs of commands; the two commands
+# of a pair take turns, one round after the other (same file, same cache, the same drift of the machine):
 #   info:    flowpic info FILE                    (reads every record, decodes it to its 5-tuple, prints a summary)
 #            libpcap_ingest --count-only -q FILE  (shared/bench anchor: libpcap's pcap_next_ex loop alone, the floor)
 #   extract: flowpic extract --no-progress --min-packets 1 -o BENCH_DIR/big-SIZE.fpds FILE
@@ -442,22 +442,43 @@ time_pair() {
     esac
 }
 
-# Timing with hyperfine: both commands in the SAME invocation (same file, same warm cache, same
-# machine state), -N so no shell start-up is counted, stdout to /dev/null (--output=null).
-# The CSV export gives median/min/max directly; the JSON keeps every run for later inspection.
+# Timing with hyperfine, the two commands taking turns: one `hyperfine -N --runs 1` call per round,
+# flowpic then the anchor, after one warm-up round. One call for all the runs would time every run of
+# the first command before the first of the second, and this machine's vCPU changes speed by half
+# within a minute: the ratio would then measure the drift. The rounds' CSV rows (command, mean =
+# that run's wall time, stddev, median, user, system, min, max) go to hyperfine-TAG.csv, hyperfine's
+# own output to hyperfine-TAG.txt; stdout goes to /dev/null (--output=null).
 time_hyperfine() {
     tag=$1 fp_name=$2 fp_cmd=$3 an_name=$4 an_cmd=$5
-    TIMER="hyperfine $(hyperfine --version | awk '{ print $2 }') -N, 1 warm-up + $BENCH_RUNS runs"
+    TIMER="hyperfine $(hyperfine --version | awk '{ print $2 }') -N, 1 warm-up + $BENCH_RUNS rounds, flowpic and the anchor taking turns"
     set -- --command-name "$fp_name" "$fp_cmd"
     if [ "$HAVE_ANCHOR" = 1 ]; then
         set -- "$@" --command-name "$an_name" "$an_cmd"
     fi
-    hyperfine -N --warmup 1 --runs "$BENCH_RUNS" --output=null --style basic \
-        --export-json "$OUT/hyperfine-$tag.json" --export-csv "$OUT/hyperfine-$tag.csv" "$@" \
-        > "$OUT/hyperfine-$tag.txt" 2>&1 || { cat "$OUT/hyperfine-$tag.txt" >&2; die "hyperfine failed"; }
-    # CSV: command,mean,stddev,median,user,system,min,max (seconds)
-    FP_T=$(awk -F, -v n="$fp_name" '$1 == n { print $4, $7, $8, $5, $6, $2 }' "$OUT/hyperfine-$tag.csv")
-    AN_T=$(awk -F, -v n="$an_name" '$1 == n { print $4, $7, $8, $5, $6, $2 }' "$OUT/hyperfine-$tag.csv")
+    : > "$OUT/hyperfine-$tag.txt"
+    echo "command,mean,stddev,median,user,system,min,max" > "$OUT/hyperfine-$tag.csv"
+    round=0
+    while [ $round -le "$BENCH_RUNS" ]; do # round 0 is the warm-up
+        hyperfine -N --runs 1 --output=null --style basic --export-csv "$OUT/hyperfine-round.csv" "$@" \
+            >> "$OUT/hyperfine-$tag.txt" 2>&1 || { cat "$OUT/hyperfine-$tag.txt" >&2; die "hyperfine failed"; }
+        [ $round -gt 0 ] && tail -n +2 "$OUT/hyperfine-round.csv" >> "$OUT/hyperfine-$tag.csv"
+        round=$(( round + 1 ))
+    done
+    rm -f "$OUT/hyperfine-round.csv"
+    FP_T=$(round_stats "$fp_name" "$OUT/hyperfine-$tag.csv")
+    AN_T=$(round_stats "$an_name" "$OUT/hyperfine-$tag.csv")
+}
+
+# round_stats NAME CSV: "median min max user sys mean" (seconds; user, sys and mean are means) of the
+# rounds of command NAME; nothing when it has none.
+round_stats() {
+    awk -F, -v n="$1" '$1 == n { print $2, $5, $6 }' "$2" | sort -n | awk '
+        { t[NR] = $1; u += $2; s += $3; w += $1 }
+        END {
+            if (NR == 0) exit
+            m = (NR % 2) ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2
+            printf "%.6f %.6f %.6f %.6f %.6f %.6f\n", m, t[1], t[NR], u / NR, s / NR, w / NR
+        }'
 }
 
 # Fallback without hyperfine: date +%s%N around each run (GNU date; includes fork+exec of the
