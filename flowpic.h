@@ -4830,8 +4830,7 @@ struct flowpic__sparse {
     float *w1t;                    /* [k1 * k1][c1p] conv1 weights */
     float *w2t;                    /* [k2 * k2][c1][c2p] conv2 weights */
     float *bg;                     /* [c1p] background: ReLU(conv1 bias) */
-    float *base2;                  /* [c2][oh2][ow2] conv2 output on the all-background pool1 */
-    float *base2t;                 /* [oh2 * ow2][c2p] the same, position-major */
+    float *base2;                  /* [oh2 * ow2][c2p] conv2 output on the all-background pool1, position-major */
     float *yt;                     /* [threads][oh2 * ow2][c2p] conv2 output of one sample, position-major */
     float *dsum;                   /* [c2][oh2][ow2] conv2 output gradient summed over the batch */
     float *tsum;                   /* [c2][k2][k2] dsum summed over the outputs each kernel position reads */
@@ -4910,7 +4909,7 @@ static flowpic_result nn_sparse_state(const flowpic_net *net, flowpic_workspace 
     k2k2 = (size_t)g.k2 * (size_t)g.k2;
     plane = (size_t)g.oh2 * (size_t)g.ow2;
     sp->cache_len = c1 + c1 * k1k1 + c2 * c1 * k2k2 + c2;
-    nf = T * acc + k1k1 * (size_t)g.c1p + k2k2 * c1 * (size_t)g.c2p + (size_t)g.c1p + 2 * c2 * plane
+    nf = T * acc + k1k1 * (size_t)g.c1p + k2k2 * c1 * (size_t)g.c2p + (size_t)g.c1p + c2 * plane
          + c2 * k2k2 + NN_SPARSE_CHUNKS * k2k2 * c1 * (size_t)g.c2p + c1 * k1k1 + sp->cache_len
          + (T + 1) * plane * (size_t)g.c2p;
     sp->cell_off = (size_t *)FLOWPIC_MALLOC(4 * B * sizeof(size_t));
@@ -4924,13 +4923,12 @@ static flowpic_result nn_sparse_state(const flowpic_net *net, flowpic_workspace 
     sp->w2t = sp->w1t + k1k1 * (size_t)g.c1p;
     sp->bg = sp->w2t + k2k2 * c1 * (size_t)g.c2p;
     sp->base2 = sp->bg + g.c1p;
-    sp->dsum = sp->base2 + c2 * plane;
+    sp->dsum = sp->base2 + plane * (size_t)g.c2p;
     sp->tsum = sp->dsum + c2 * plane;
     sp->dwt = sp->tsum + c2 * k2k2;
     sp->dw1 = sp->dwt + NN_SPARSE_CHUNKS * k2k2 * c1 * (size_t)g.c2p;
     sp->cache = sp->dw1 + c1 * k1k1;
-    sp->base2t = sp->cache + sp->cache_len;
-    sp->yt = sp->base2t + plane * (size_t)g.c2p;
+    sp->yt = sp->cache + sp->cache_len;
     ws->sparse = sp;
     *out = sp;
     return FLOWPIC_OK;
@@ -4955,26 +4953,28 @@ static int nn_sparse_cached(struct flowpic__sparse *sp, const flowpic_net *net)
     return 0;
 }
 
-/* conv2's output on the all-background pool1: b2 + sum over channels of bg * (the kernel's
- * weights that fall inside pool1). Rows (columns) with the same kernel range are equal: each
- * distinct range is summed once. */
+/* conv2's output on the all-background pool1, position-major (as nn_sparse_conv2_forward sums
+ * it): b2 + sum over channels of bg * (the kernel's weights that fall inside pool1). Rows
+ * (columns) with the same kernel range are equal: each distinct range is summed once. */
 static void nn_sparse_base2(struct flowpic__sparse *sp, const float *w2, const float *b2)
 {
     const nn_sparse_geom *g = &sp->g;
     const int k2k2 = g->k2 * g->k2, *rows = sp->range2, *cols = sp->range2 + 2 * g->oh2;
+    const size_t c2p = (size_t)g->c2p, ow2 = (size_t)g->ow2;
     int c, o, t, oy, ox, ky, kx;
     for (o = 0; o < g->c2; o++) {
         float kern[FLOWPIC_NN_MAX_KERNEL * FLOWPIC_NN_MAX_KERNEL], colsum[FLOWPIC_NN_MAX_KERNEL];
-        float *out = sp->base2 + (size_t)o * (size_t)g->oh2 * (size_t)g->ow2;
+        float *out = sp->base2 + (size_t)o; /* output (oy, ox) at out[(oy * ow2 + ox) * c2p] */
         for (t = 0; t < k2k2; t++) {
             float s = 0.0f;
             for (c = 0; c < g->c1; c++) s += sp->bg[c] * w2[((size_t)o * (size_t)g->c1 + (size_t)c) * (size_t)k2k2 + (size_t)t];
             kern[t] = s;
         }
         for (oy = 0; oy < g->oh2; oy++) {
-            float *row = out + (size_t)oy * (size_t)g->ow2;
+            float *row = out + (size_t)oy * ow2 * c2p;
             if (oy > 0 && rows[2 * oy] == rows[2 * oy - 2] && rows[2 * oy + 1] == rows[2 * oy - 1]) {
-                memcpy(row, row - g->ow2, (size_t)g->ow2 * sizeof(float));
+                const float *above = row - ow2 * c2p;
+                for (ox = 0; ox < g->ow2; ox++) row[(size_t)ox * c2p] = above[(size_t)ox * c2p];
                 continue;
             }
             for (kx = 0; kx < g->k2; kx++) {
@@ -4985,11 +4985,11 @@ static void nn_sparse_base2(struct flowpic__sparse *sp, const float *w2, const f
             for (ox = 0; ox < g->ow2; ox++) {
                 float s = 0.0f;
                 if (ox > 0 && cols[2 * ox] == cols[2 * ox - 2] && cols[2 * ox + 1] == cols[2 * ox - 1]) {
-                    row[ox] = row[ox - 1];
+                    row[(size_t)ox * c2p] = row[((size_t)ox - 1) * c2p];
                     continue;
                 }
                 for (kx = cols[2 * ox]; kx < cols[2 * ox + 1]; kx++) s += colsum[kx];
-                row[ox] = s + b2[o];
+                row[(size_t)ox * c2p] = s + b2[o];
             }
         }
     }
@@ -5026,9 +5026,6 @@ static void nn_sparse_prepare(struct flowpic__sparse *sp, const flowpic_net *net
         cols[2 * ox + 1] = nn_min_int(g->k2, g->pw + g->p2 - ox * g->s2);
     }
     nn_sparse_base2(sp, w2, b2);
-    for (o = 0; o < g->c2; o++)
-        for (t = 0; t < g->oh2 * g->ow2; t++)
-            sp->base2t[(size_t)t * (size_t)g->c2p + (size_t)o] = sp->base2[(size_t)o * (size_t)g->oh2 * (size_t)g->ow2 + (size_t)t];
 }
 
 /* Max-pools (after ReLU) the conv1 sums of pool column px of the current pool row, as the
@@ -5138,7 +5135,7 @@ static void nn_sparse_conv2_forward(const struct flowpic__sparse *sp, const uint
     const size_t plane = (size_t)g->oh2 * (size_t)g->ow2, c2p = (size_t)g->c2p;
     size_t i, pos;
     int c, o, v;
-    memcpy(yt, sp->base2t, plane * c2p * sizeof(float));
+    memcpy(yt, sp->base2, plane * c2p * sizeof(float));
     for (i = 0; i < ncell; i++) {
         const int py = (int)(key[i] / (uint32_t)g->pw), px = (int)(key[i] % (uint32_t)g->pw);
         float delta[NN_SPARSE_MAX_C];
