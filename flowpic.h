@@ -1710,31 +1710,43 @@ FLOWPIC_DEF flowpic_result flowpic_cutter_add(flowpic_cutter *c, const flowpic_p
     return flowpic__cutter_add_hashed(c, p, flowpic__key_hash(&p->key), (size_t)-1);
 }
 
-/* The flow lookups of a batch are started together: each one's slot, then each one's flow and
- * cutter state, are prefetched before the first packet is counted. With thousands of live flows
- * those lines are cache misses, and overlapping them is most of the gain over one call a packet. */
+/* The flow lookups of a batch of m packets (m <= FLOWPIC_BATCH), started together before the
+ * first packet is counted: with thousands of live flows each is a cache miss, and overlapping
+ * them is most of the gain over one call a packet. The keys' hashes go to h; their home slots
+ * are prefetched, then the flow each home slot holds (table entry, cutter state), whose index
+ * + 1 goes to slot_flow (0: none). A hint only: the slot may hold another key, and flows may
+ * end before a packet's turn. */
+static void flowpic__prefetch_flows(const flowpic_cutter *c, const flowpic_packet *q, size_t m, uint64_t *h,
+                                    uint32_t *slot_flow)
+{
+    const flowpic_flowtable *ft = &c->flows;
+    size_t i;
+    for (i = 0; i < m; i++) {
+        h[i] = flowpic__key_hash(&q[i].key);
+        slot_flow[i] = 0;
+        if (ft->slots) FLOWPIC_PREFETCH(&ft->slots[(size_t)h[i] & ft->slot_mask]);
+    }
+    for (i = 0; i < m && ft->slots; i++) {
+        const size_t v = (uint32_t)ft->slots[(size_t)h[i] & ft->slot_mask];
+        if (v && v <= ft->count) {
+            FLOWPIC_PREFETCH(&ft->flows[v - 1]);
+            FLOWPIC_PREFETCH(&c->state[v - 1]);
+            slot_flow[i] = (uint32_t)v;
+        }
+    }
+}
+
+/* flowpic__prefetch_flows, then each flow's next packet slots, then the packets one by one. */
 FLOWPIC_DEF flowpic_result flowpic_cutter_add_batch(flowpic_cutter *c, const flowpic_packet *p, size_t n)
 {
     uint64_t h[FLOWPIC_BATCH];
-    uint32_t slot_flow[FLOWPIC_BATCH]; /* the flow in the first slot probed + 1, or 0 */
+    uint32_t slot_flow[FLOWPIC_BATCH];
     size_t i, done;
     for (done = 0; done < n; done += i) {
         size_t m = n - done < FLOWPIC_BATCH ? n - done : FLOWPIC_BATCH;
         const flowpic_packet *q = p + done;
-        const flowpic_flowtable *ft = &c->flows;
+        flowpic__prefetch_flows(c, q, m, h, slot_flow);
         for (i = 0; i < m; i++) {
-            h[i] = flowpic__key_hash(&q[i].key);
-            if (ft->slots) FLOWPIC_PREFETCH(&ft->slots[(size_t)h[i] & ft->slot_mask]);
-        }
-        for (i = 0; i < m && ft->slots; i++) {
-            uint64_t v = ft->slots[(size_t)h[i] & ft->slot_mask];
-            if (v) {
-                FLOWPIC_PREFETCH(&ft->flows[(uint32_t)v - 1]);
-                FLOWPIC_PREFETCH(&c->state[(uint32_t)v - 1]);
-            }
-            slot_flow[i] = (uint32_t)v;
-        }
-        for (i = 0; i < m && ft->slots; i++) {
             const flowpic_cutflow *st = slot_flow[i] ? &c->state[slot_flow[i] - 1] : 0;
             if (st && st->times) { /* none yet: nothing to prefetch (and no arithmetic on NULL) */
                 FLOWPIC_PREFETCH(st->times + st->n);
@@ -6627,28 +6639,19 @@ FLOWPIC_DEF flowpic_result flowpic_classifier_add(flowpic_classifier *cl, const 
     return flowpic__cl_add(cl, p, flowpic__key_hash(&p->key));
 }
 
-/* As flowpic_cutter_add_batch: the lookups of a batch start together (index slot, then the flow's
- * table entry, cutter and classifier state are prefetched), then the packets go in one by one. */
+/* As flowpic_cutter_add_batch: flowpic__prefetch_flows (and each flow's classifier state), then
+ * the packets one by one. */
 FLOWPIC_DEF flowpic_result flowpic_classifier_add_batch(flowpic_classifier *cl, const flowpic_packet *p, size_t n)
 {
     uint64_t h[FLOWPIC_BATCH];
+    uint32_t slot_flow[FLOWPIC_BATCH];
     size_t i, done;
     for (done = 0; done < n; done += i) {
         const size_t m = n - done < FLOWPIC_BATCH ? n - done : FLOWPIC_BATCH;
         const flowpic_packet *q = p + done;
-        const flowpic_flowtable *ft = &cl->cutter.flows;
-        for (i = 0; i < m; i++) {
-            h[i] = flowpic__key_hash(&q[i].key);
-            if (ft->slots) FLOWPIC_PREFETCH(&ft->slots[(size_t)h[i] & ft->slot_mask]);
-        }
-        for (i = 0; i < m && ft->slots; i++) {
-            const size_t v = (uint32_t)ft->slots[(size_t)h[i] & ft->slot_mask];
-            if (v && v <= ft->count) { /* a hint only: flows may end before the packet's turn */
-                FLOWPIC_PREFETCH(&ft->flows[v - 1]);
-                FLOWPIC_PREFETCH(&cl->cutter.state[v - 1]);
-                FLOWPIC_PREFETCH(&cl->flows[v - 1]);
-            }
-        }
+        flowpic__prefetch_flows(&cl->cutter, q, m, h, slot_flow);
+        for (i = 0; i < m; i++)
+            if (slot_flow[i]) FLOWPIC_PREFETCH(&cl->flows[slot_flow[i] - 1]);
         for (i = 0; i < m; i++) {
             flowpic_result res = flowpic__cl_add(cl, &q[i], h[i]);
             if (res != FLOWPIC_OK) return res;
